@@ -1,0 +1,188 @@
+"""Starting the window: the QApplication exists first (so errors can be shown), the registry is
+opened and migrated on a background thread while the event loop runs, and no view is built
+until that has finished."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+import assets
+from gui import messages
+from gui.main_window import MainWindow
+from registry.errors import UserFacingError
+from registry.paths import DataPaths
+from registry.startup import OpenedRegistry, open_registry
+
+log = logging.getLogger(__name__)
+APP_VERSION = "0.1.0"
+
+
+def application_icon() -> QIcon:
+    icon = QIcon()
+    for size in assets.ICON_SIZES:
+        with_bytes = assets.icon_png(size).read_bytes()
+        from PySide6.QtGui import QPixmap
+
+        pixmap = QPixmap()
+        pixmap.loadFromData(with_bytes, "PNG")
+        icon.addPixmap(pixmap)
+    return icon
+
+
+def ensure_application() -> QApplication:
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app.setOrganizationName("ExtensionManager")
+    app.setOrganizationDomain("extension-manager.github.io")
+    app.setApplicationName("Extension Manager")
+    app.setApplicationVersion(APP_VERSION)
+    app.setDesktopFileName(assets.APP_ID)
+    app.setWindowIcon(application_icon())
+    return app
+
+
+class LaunchController(QObject):
+    """Opens the registry off the GUI thread, then builds the window (or reports the failure)."""
+
+    _registry_opened = Signal(object)
+    _registry_failed = Signal(str)
+    window_shown = Signal(object)
+    finished = Signal(int)
+
+    def __init__(
+        self,
+        paths: DataPaths,
+        *,
+        files: list[Path] | None = None,
+        smoke_test: bool = False,
+        started: float | None = None,
+        opener: Callable[[DataPaths], OpenedRegistry] = open_registry,
+    ) -> None:
+        super().__init__()
+        self.paths = paths
+        self.files = list(files or [])
+        self.smoke_test = smoke_test
+        self.started = started if started is not None else time.perf_counter()
+        self.opener = opener
+        self.window: MainWindow | None = None
+        self.opened: OpenedRegistry | None = None
+        self.exit_code: int | None = None
+        self._thread: threading.Thread | None = None
+        self._registry_opened.connect(self._on_opened, Qt.ConnectionType.QueuedConnection)
+        self._registry_failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._open, name="open-registry", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            opened = self.opener(self.paths)
+            # Each thread has its own connection in peewee; this thread is done with its one.
+            opened.registry.database.close()
+        except UserFacingError as error:
+            self._registry_failed.emit(str(error))
+        except Exception as error:
+            log.exception("opening the registry failed")
+            self._registry_failed.emit(
+                f"The registry could not be opened because of an unexpected error ({error}). "
+                "Details are in the log file."
+            )
+        else:
+            self._registry_opened.emit(opened)
+
+    def _on_opened(self, opened: OpenedRegistry) -> None:
+        self.opened = opened
+        self.window = MainWindow(opened.registry)
+        if self.smoke_test:
+            # Report after the paint event has fully returned, not from inside it.
+            self.window.first_painted.connect(
+                self._report_ready, Qt.ConnectionType.QueuedConnection
+            )
+        self.window.show()
+        self.window_shown.emit(self.window)
+
+    def _report_ready(self) -> None:
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        print(f"ready in {elapsed_ms:.0f} ms", flush=True)
+        self.finish(0)
+
+    def _on_failed(self, message: str) -> None:
+        log.error("launch failed: %s", message)
+        if self.smoke_test:
+            print(f"extension-manager: {message}", file=sys.stderr)
+        else:
+            messages.show_error(None, "Extension Manager cannot start", message)
+        self.finish(1)
+
+    def finish(self, code: int) -> None:
+        self.exit_code = code
+        if self.window is not None:
+            self.window.close()
+        if self.opened is not None:
+            self.opened.registry.close()
+        self.finished.emit(code)
+        app = QApplication.instance()
+        if app is not None:
+            app.exit(code)
+
+
+def install_exception_hook() -> None:
+    """A bug in a slot is logged and shown; the app keeps running."""
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        details = "".join(traceback.format_exception(kind, value, tb))
+        log.error("unexpected error\n%s", details)
+        messages.show_error(
+            QApplication.activeWindow(),
+            "Unexpected error",
+            f"Something went wrong: {value}. The app keeps running; details are in the log file.",
+            details,
+        )
+
+    sys.excepthook = hook
+
+
+def display_problem() -> str | None:
+    """Qt aborts the process when it finds no display; say so plainly before it can."""
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "There is no display to open the window on. Run this from a desktop session, "
+        "or use a command such as 'extension-manager status' or 'extension-manager install FILE'."
+    )
+
+
+def run_gui(
+    paths: DataPaths, *, files: list[Path], smoke_test: bool, started: float | None = None
+) -> int:
+    if smoke_test and display_problem():
+        # The smoke test only needs to render once; it does not need a screen.
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    problem = display_problem()
+    if problem:
+        print(f"extension-manager: {problem}", file=sys.stderr)
+        return 1
+    app = ensure_application()
+    if not smoke_test:
+        install_exception_hook()
+    controller = LaunchController(paths, files=files, smoke_test=smoke_test, started=started)
+    controller.start()
+    code = app.exec()
+    if controller.opened is not None and controller.exit_code is None:
+        controller.opened.registry.close()
+    return code

@@ -1,0 +1,629 @@
+"""Reading and validating an extension's ``manifest.json``.
+
+The shape of a manifest is described by ``manifest.schema.json`` (JSON Schema draft 2020-12),
+which authors can point their editor at. :func:`parse_manifest` validates against that schema
+and adds the checks a schema cannot express exactly (duplicate keys, non-finite numbers, full
+matches without a trailing newline, semantic-version parsing, the permission vocabulary with the
+list of known names). Every problem found is collected and raised once as a
+:class:`~registry.errors.ManifestError`, each message starting with the field it is about.
+
+``jsonschema`` is imported only when a manifest is validated: importing it is slow and the app's
+start-up time is measured.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from registry.errors import ManifestError
+from registry.permissions import PERMISSIONS
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+__all__ = [
+    "Manifest",
+    "SemVer",
+    "check_compatibility",
+    "parse_manifest",
+    "schema_path",
+]
+
+ConfigValue = bool | int | float | str
+
+MANIFEST_NAME: Final = "manifest.json"
+REQUIRED_FIELDS: Final = ("id", "name", "version")
+ID_MAX_CHARS: Final = 128
+# A real manifest nests two levels; the cap keeps deep junk from exhausting the recursion of
+# the schema validator (which compares list items recursively for uniqueItems).
+MAX_NESTING: Final = 20
+
+# [0-9] rather than \d: Python's \d also matches non-ASCII digits such as '١'.
+_NUMBER = r"0|[1-9][0-9]*"
+_PRE_ID = r"0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*"
+_BUILD_ID = r"[0-9a-zA-Z-]+"
+_SEMVER_RE: Final = re.compile(
+    rf"(?P<major>{_NUMBER})\.(?P<minor>{_NUMBER})\.(?P<patch>{_NUMBER})"
+    rf"(?:-(?P<pre>(?:{_PRE_ID})(?:\.(?:{_PRE_ID}))*))?"
+    rf"(?:\+(?P<build>{_BUILD_ID}(?:\.{_BUILD_ID})*))?"
+)
+_PRE_ID_RE: Final = re.compile(_PRE_ID)
+_BUILD_RE: Final = re.compile(rf"{_BUILD_ID}(?:\.{_BUILD_ID})*")
+
+# Always used with fullmatch: with re.search, '$' would also accept a trailing newline.
+_ID_RE: Final = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+")
+_HOMEPAGE_RE: Final = re.compile(r"https?://[^\s/?#\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?")
+_ICON_PART_RE: Final = re.compile(r"[^/\\:\x00-\x1f\x7f]+")
+
+# Characters that would let a name or description disguise itself (reordering text around it,
+# or hiding line breaks and other invisible controls in what looks like one line of text).
+_BIDI_CHARS: Final = frozenset(
+    "\u200e\u200f"
+    + "".join(map(chr, range(0x202A, 0x202F)))
+    + "".join(map(chr, range(0x2066, 0x206A)))
+)
+
+# The plain-text fields, each with the control characters it may contain (lengths are the schema's).
+_TEXT_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "name": frozenset(),
+    "description": frozenset("\n"),
+    "author": frozenset(),
+    "license": frozenset(),
+}
+
+# Fields whose every rule apart from the JSON type is checked in Python (the schema's patterns
+# are for editors; Python's `re.search` would let a trailing newline through them), so the
+# schema's own message for those rules is dropped rather than reported twice.
+_PYTHON_CHECKED_FIELDS: Final = frozenset({"id", "version", "min_app_version", "homepage", "icon"})
+
+_TYPE_WORDS: Final = {
+    "string": "text",
+    "array": "a list",
+    "object": "an object",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+_CONFIG_VALUE_TYPES: Final = frozenset({"boolean", "integer", "number", "string"})
+
+
+# --- Semantic versions ------------------------------------------------------------------------
+
+
+@functools.total_ordering
+@dataclass(frozen=True, slots=True, eq=False)
+class SemVer:
+    """A semantic version (https://semver.org/spec/v2.0.0.html).
+
+    Ordering and equality follow semver precedence: a pre-release sorts before its release,
+    numeric pre-release identifiers compare numerically and before alphanumeric ones, and the
+    build metadata is ignored (so ``1.0.0+a == 1.0.0+b``, although ``str()`` keeps it).
+    """
+
+    major: int
+    minor: int
+    patch: int
+    prerelease: tuple[str | int, ...] = ()
+    build: str = ""
+
+    def __post_init__(self) -> None:
+        # Constructing directly must give a value that parse(str(v)) reproduces exactly.
+        for part in (self.major, self.minor, self.patch):
+            if type(part) is not int or part < 0:
+                raise ValueError(f"version numbers must be non-negative integers, not {part!r}")
+        for ident in self.prerelease:
+            if type(ident) is int:
+                if ident < 0:
+                    raise ValueError(f"invalid pre-release identifier {ident!r}")
+            elif not (
+                isinstance(ident, str) and _PRE_ID_RE.fullmatch(ident) and not ident.isdigit()
+            ):
+                raise ValueError(f"invalid pre-release identifier {ident!r}")
+        if self.build and not _BUILD_RE.fullmatch(self.build):
+            raise ValueError(f"invalid build metadata {self.build!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        """Parse ``MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]``; raise ValueError if it is not one."""
+        match = _SEMVER_RE.fullmatch(text) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(f"{_show(text)} is not a semantic version like 1.2.3")
+        pre = match["pre"]
+        try:
+            return cls(
+                int(match["major"]),
+                int(match["minor"]),
+                int(match["patch"]),
+                tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else (),
+                match["build"] or "",
+            )
+        except ValueError as exc:  # a number too long for int() to convert
+            raise ValueError(f"{_show(text)} is not a semantic version like 1.2.3") from exc
+
+    def __str__(self) -> str:
+        text = f"{self.major}.{self.minor}.{self.patch}"
+        if self.prerelease:
+            text += "-" + ".".join(str(ident) for ident in self.prerelease)
+        if self.build:
+            text += "+" + self.build
+        return text
+
+    def _precedence(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
+        return (
+            self.major,
+            self.minor,
+            self.patch,
+            0 if self.prerelease else 1,
+            tuple(
+                (0, ident, "") if isinstance(ident, int) else (1, 0, ident)
+                for ident in self.prerelease
+            ),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._precedence() == other._precedence()
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._precedence() < other._precedence()
+
+    def __hash__(self) -> int:
+        return hash(self._precedence())
+
+
+# --- The manifest -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A validated manifest. Optional text fields are ``""`` when absent."""
+
+    id: str
+    name: str
+    version: SemVer
+    description: str = ""
+    author: str = ""
+    license: str = ""
+    homepage: str = ""
+    min_app_version: SemVer | None = None
+    capabilities: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
+    icon: str | None = None
+    config: dict[str, ConfigValue] = field(default_factory=dict, hash=False)
+    # Top-level keys this app does not know, in file order; kept so the UI can mention them.
+    ignored_keys: tuple[str, ...] = ()
+    # The whole parsed document, for storing alongside the install.
+    raw: dict[str, object] = field(default_factory=dict, hash=False, repr=False)
+
+
+def schema_path() -> Traversable:
+    """Where the manifest JSON Schema is; works from a source tree and from an installed wheel."""
+    return files("registry") / "manifest.schema.json"
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_schema())
+
+
+def check_compatibility(manifest: Manifest, app_version: str) -> str | None:
+    """Return ``None`` if the app can run this extension, else a sentence saying why not.
+
+    ``app_version`` must be a semantic version (ValueError otherwise): it is the app's own.
+    """
+    needed = manifest.min_app_version
+    if needed is None:
+        return None
+    current = SemVer.parse(app_version)
+    if current >= needed:
+        return None
+    return (
+        f"This extension needs Extension Manager {needed} or newer; you have {current}. "
+        "Update the app, or ask the author for an older version."
+    )
+
+
+# --- Parsing ------------------------------------------------------------------------------------
+
+
+class _NotFinite:
+    """Stands in for NaN, Infinity or a number too large for a float, so that it can be reported
+    with the field it is in rather than as a bare JSON error."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Decoder:
+    """Hooks for json.loads that record what strict JSON forbids instead of failing at once."""
+
+    def __init__(self) -> None:
+        # The dict objects themselves are held, so their id() cannot be reused by a later one.
+        self.duplicates: list[tuple[dict[str, Any], list[str]]] = []
+
+    def object_pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        repeated: list[str] = []
+        for key, value in pairs:
+            if key in result and key not in repeated:
+                repeated.append(key)
+            result[key] = value
+        if repeated:
+            self.duplicates.append((result, repeated))
+        return result
+
+    @staticmethod
+    def constant(text: str) -> _NotFinite:
+        return _NotFinite(text)
+
+    @staticmethod
+    def number(text: str) -> float | _NotFinite:
+        value = float(text)
+        return value if math.isfinite(value) else _NotFinite(text)
+
+
+Path = tuple[str | int, ...]
+Problem = tuple[Path, str]
+
+
+def _where(path: Path) -> str:
+    """``permissions[1]``, ``config.theme``; odd keys are quoted so the message stays readable
+    (and encodable: a key may hold an unpaired surrogate)."""
+    if not path:
+        return MANIFEST_NAME
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part and part.isprintable() and not any(char in part for char in ".[]'\" "):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]"
+    return text
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _has_surrogate(text: str) -> str | None:
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return char
+    return None
+
+
+def _scan(document: dict[str, Any], decoder: _Decoder) -> list[Problem]:
+    """Find duplicate keys, non-finite numbers and unpaired surrogates anywhere in the document.
+
+    Iterative, because json.loads accepts nesting deep enough to exhaust Python's recursion.
+    """
+    duplicates = {id(obj): keys for obj, keys in decoder.duplicates}
+    problems: list[Problem] = []
+    stack: list[tuple[Path, object]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key in duplicates.get(id(value), []):
+                problems.append(((*path, key), "appears more than once; each key may appear once"))
+            for key, item in reversed(value.items()):
+                if (char := _has_surrogate(key)) is not None:
+                    problems.append(((*path, key), _surrogate_message(char)))
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
+        elif isinstance(value, _NotFinite):
+            problems.append((path, f"{value.text} is not allowed; numbers must be finite"))
+        elif isinstance(value, str) and (char := _has_surrogate(value)) is not None:
+            problems.append((path, _surrogate_message(char)))
+    return problems
+
+
+def _surrogate_message(char: str) -> str:
+    return f"contains an unpaired surrogate (\\u{ord(char):04x}), which is not valid text"
+
+
+def _decode(data: bytes) -> tuple[dict[str, Any], _Decoder]:
+    """Bytes to a JSON object, or ManifestError if nothing more can be checked."""
+    raw = bytes(data)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start]
+        raise ManifestError(
+            [
+                f"{MANIFEST_NAME}: is not UTF-8 text (byte 0x{bad:02x} at offset {exc.start}); "
+                "save it with UTF-8 encoding"
+            ]
+        ) from None
+    decoder = _Decoder()
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=decoder.object_pairs,
+            parse_constant=decoder.constant,
+            parse_float=decoder.number,
+        )
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            [
+                f"{MANIFEST_NAME}: is not valid JSON: {exc.msg} "
+                f"(line {exc.lineno}, column {exc.colno})"
+            ]
+        ) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
+        raise ManifestError([f"{MANIFEST_NAME}: is not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise ManifestError([f"{MANIFEST_NAME}: is nested too deeply to read"]) from None
+    if not isinstance(document, dict):
+        raise ManifestError(
+            [
+                f"{MANIFEST_NAME}: the top level must be a JSON object {{...}} "
+                f"(got {_kind(document)})"
+            ]
+        )
+    if (deep := _too_deep(document)) is not None:
+        raise ManifestError([f"{_where(deep)}: is nested more than {MAX_NESTING} levels deep"])
+    return document, decoder
+
+
+def _too_deep(document: dict[str, Any]) -> Path | None:
+    """The path of the first top-level field that nests too deeply, if any (iteratively)."""
+    stack: list[tuple[Path, int, object]] = [((), 0, document)]
+    while stack:
+        path, depth, value = stack.pop()
+        if depth > MAX_NESTING:
+            return path[:1]
+        if isinstance(value, dict):
+            stack.extend(((*path, key), depth + 1, item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, index), depth + 1, item) for index, item in enumerate(value))
+    return None
+
+
+def _schema_problems(document: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(document):
+        problem = _translate(error)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _translate(error: ValidationError) -> Problem | None:
+    """A schema error as a plain message, or None if it is reported some other way."""
+    path: Path = tuple(error.absolute_path)
+    keyword = error.validator
+    # Typed as possibly unset, but always set on errors from iter_errors.
+    instance: Any = error.instance
+    top = path[0] if path else ""
+    if isinstance(instance, _NotFinite) or keyword == "required":
+        return None
+    if keyword != "type" and (
+        top in _PYTHON_CHECKED_FIELDS
+        or (top in _TEXT_FIELDS and keyword == "pattern")
+        or (top in ("permissions", "capabilities") and keyword in ("enum", "uniqueItems"))
+    ):
+        return None
+    expected: Any = error.validator_value
+    if keyword == "type":
+        types = {expected} if isinstance(expected, str) else set(expected)
+        if types == _CONFIG_VALUE_TYPES:
+            wanted = "true/false, a number or text"
+        else:
+            wanted = " or ".join(_TYPE_WORDS.get(name, name) for name in sorted(types))
+        return path, f"must be {wanted} (got {_kind(instance)})"
+    if "propertyNames" in error.relative_schema_path:
+        return path, "setting names must not be empty"
+    if keyword == "minLength":
+        if expected == 1:
+            return path, "must not be empty"
+        return path, f"must be at least {expected} characters"
+    if keyword == "maxLength":
+        return path, f"must be at most {expected} characters (got {len(instance)})"
+    return path, error.message
+
+
+def _text_problem(value: str, allowed: frozenset[str]) -> str | None:
+    for position, char in enumerate(value):
+        if char in _BIDI_CHARS:
+            what = "a bidirectional-override character"
+        elif (char < " " or "\x7f" <= char <= "\x9f") and char not in allowed:
+            what = "a control character"
+        else:
+            continue
+        hint = "; only line breaks are allowed" if allowed else "; use plain text"
+        return f"contains {what} (U+{ord(char):04X}) at position {position}{hint}"
+    return None
+
+
+def _icon_ok(value: str) -> bool:
+    parts = value.split("/")
+    return (
+        value.lower().endswith(".png")
+        and all(_ICON_PART_RE.fullmatch(part) for part in parts)
+        and not any(part in (".", "..") for part in parts)
+    )
+
+
+def _homepage_ok(value: str) -> bool:
+    if not _HOMEPAGE_RE.fullmatch(value):
+        return False
+    try:
+        return bool(urlsplit(value).hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+
+
+def _duplicates(items: list[Any]) -> Iterator[str]:
+    seen: set[str] = set()
+    reported: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            if item in seen and item not in reported:
+                reported.add(item)
+                yield item
+            seen.add(item)
+
+
+def _field_problems(document: dict[str, Any]) -> list[Problem]:
+    """The rules the schema does not (or, for Python's regex engine, cannot) express exactly."""
+    problems: list[Problem] = [
+        ((name,), "is required") for name in REQUIRED_FIELDS if name not in document
+    ]
+
+    ident = document.get("id")
+    if isinstance(ident, str):
+        if len(ident) > ID_MAX_CHARS:
+            problems.append(
+                (("id",), f"must be at most {ID_MAX_CHARS} characters (got {len(ident)})")
+            )
+        if not _ID_RE.fullmatch(ident):
+            problems.append(
+                (
+                    ("id",),
+                    f"must be lowercase reverse-DNS like 'example.my-tool' (got {_show(ident)})",
+                )
+            )
+
+    for name in ("version", "min_app_version"):
+        value = document.get(name)
+        if isinstance(value, str):
+            try:
+                SemVer.parse(value)
+            except ValueError as exc:
+                problems.append(((name,), str(exc)))
+
+    for name, allowed in _TEXT_FIELDS.items():
+        value = document.get(name)
+        if isinstance(value, str):
+            if (message := _text_problem(value, allowed)) is not None:
+                problems.append(((name,), message))
+            elif name == "name" and value and not value.strip():
+                problems.append(((name,), "must not be blank"))
+
+    homepage = document.get("homepage")
+    if isinstance(homepage, str) and not _homepage_ok(homepage):
+        problems.append(
+            (("homepage",), f"must be an http:// or https:// web address (got {_show(homepage)})")
+        )
+
+    icon = document.get("icon")
+    if isinstance(icon, str) and not _icon_ok(icon):
+        problems.append(
+            (
+                ("icon",),
+                "must be the relative path of a .png file in the archive, with forward slashes "
+                f"and no '..' (got {_show(icon)})",
+            )
+        )
+
+    permissions = document.get("permissions")
+    if isinstance(permissions, list):
+        known = ", ".join(PERMISSIONS)
+        for index, item in enumerate(permissions):
+            if isinstance(item, str) and item not in PERMISSIONS:
+                problems.append(
+                    (("permissions", index), f"unknown permission {_show(item)}; known: {known}")
+                )
+    for name in ("permissions", "capabilities"):
+        items = document.get(name)
+        if isinstance(items, list):
+            problems.extend(
+                ((name,), f"{_show(item)} is listed more than once") for item in _duplicates(items)
+            )
+    return problems
+
+
+def _ordered(problems: list[Problem]) -> list[str]:
+    """Messages in the schema's field order (then file order), each once, prefixed by field."""
+    order = {name: index for index, name in enumerate(_schema()["properties"])}
+
+    def rank(problem: Problem) -> int:
+        path = problem[0]
+        if not path:
+            return -1
+        return order.get(str(path[0]), len(order))
+
+    messages: list[str] = []
+    for path, message in sorted(problems, key=rank):
+        text = f"{_where(path)}: {message}"
+        if text not in messages:
+            messages.append(text)
+    return messages
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Validate the bytes of a ``manifest.json`` and return the manifest.
+
+    Raises :class:`ManifestError` listing every problem found, each naming its field.
+    """
+    document, decoder = _decode(data)
+    problems = _scan(document, decoder) + _field_problems(document) + _schema_problems(document)
+    if problems:
+        raise ManifestError(_ordered(problems))
+
+    known = _schema()["properties"]
+    min_app = document.get("min_app_version")
+    return Manifest(
+        id=document["id"],
+        name=document["name"],
+        version=SemVer.parse(document["version"]),
+        description=document.get("description", ""),
+        author=document.get("author", ""),
+        license=document.get("license", ""),
+        homepage=document.get("homepage", ""),
+        min_app_version=SemVer.parse(min_app) if min_app is not None else None,
+        capabilities=tuple(document.get("capabilities", ())),
+        permissions=tuple(document.get("permissions", ())),
+        icon=document.get("icon"),
+        config=dict(document.get("config", {})),
+        ignored_keys=tuple(key for key in document if key not in known),
+        raw=document,
+    )

@@ -1,0 +1,84 @@
+"""peewee models mirroring the schema that ``migrations/`` creates (the models never create
+tables themselves). The database is bound at launch through ``database_proxy``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+database_proxy = peewee.DatabaseProxy()
+
+STATUSES = ("INSTALLING", "COMPLETED", "FAILED", "UNINSTALLING")
+KINDS = ("INSTALL", "UPGRADE", "REINSTALL", "DOWNGRADE", "UNINSTALL")
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Extension(BaseModel):
+    id = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    version = peewee.TextField()
+    description = peewee.TextField(default="")
+    author = peewee.TextField(default="")
+    license = peewee.TextField(default="")
+    homepage = peewee.TextField(default="")
+    icon_path = peewee.TextField(null=True)
+    manifest = peewee.TextField(default="{}")
+    capabilities = peewee.TextField(default="[]")
+    permissions = peewee.TextField(default="[]")
+    enabled = peewee.BooleanField(default=True)
+    install_path = peewee.TextField()
+    archive_sha256 = peewee.TextField(default="")
+    files = peewee.TextField(null=True)
+    installed_at = peewee.TextField()
+    updated_at = peewee.TextField()
+
+    class Meta:
+        table_name = "extensions"
+
+
+class ExtensionInstall(BaseModel):
+    install_id = peewee.AutoField()
+    extension_id = peewee.TextField(null=True)
+    kind = peewee.TextField(default="INSTALL")
+    archive_path = peewee.TextField(default="")
+    archive_sha256 = peewee.TextField(null=True)
+    from_version = peewee.TextField(null=True)
+    to_version = peewee.TextField(null=True)
+    file_count = peewee.IntegerField(null=True)
+    total_bytes = peewee.IntegerField(null=True)
+    status = peewee.TextField()
+    progress = peewee.IntegerField(default=0)
+    current_step = peewee.TextField(default="")
+    started_at = peewee.TextField()
+    updated_at = peewee.TextField(null=True)
+    ended_at = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+    owner_pid = peewee.IntegerField(null=True)
+    owner_started = peewee.FloatField(null=True)
+    staging_dir = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "extension_installs"
+
+
+class ExtensionConfig(BaseModel):
+    extension_id = peewee.TextField()
+    key = peewee.TextField()
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "extension_configs"
+        primary_key = peewee.CompositeKey("extension_id", "key")
+
+
+MODELS: tuple[type[BaseModel], ...] = (Extension, ExtensionInstall, ExtensionConfig)
+
+
+def row_dict(instance: peewee.Model) -> dict[str, Any]:
+    return dict(instance.__data__)

@@ -1,0 +1,64 @@
+"""Where the app keeps its data: one folder, resolved once at launch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "ExtensionManager"
+APP_AUTHOR = "ExtensionManager"
+DATA_DIR_ENV = "EXTENSION_MANAGER_DATA_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class DataPaths:
+    """Everything inside the data folder. Staging lives here too, so that the final rename into
+    ``extensions/`` stays on one filesystem and is atomic."""
+
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "registry.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "registry.lock"
+
+    @property
+    def extensions(self) -> Path:
+        return self.root / "extensions"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "backups"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def trash(self) -> Path:
+        """Old versions moved aside during an upgrade or uninstall, until the registry commits."""
+        return self.root / "trash"
+
+    def create(self) -> None:
+        for folder in (self.root, self.extensions, self.backups, self.staging, self.trash):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_data_dir(argument: str | os.PathLike[str] | None) -> Path:
+    """``--data-dir`` wins, then the environment variable, then the platform's user data dir."""
+    if argument:
+        return Path(argument).expanduser().absolute()
+    from_env = os.environ.get(DATA_DIR_ENV)
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR))
+
+
+def default_log_dir() -> Path:
+    return Path(platformdirs.user_log_dir(APP_NAME, APP_AUTHOR))

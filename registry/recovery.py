@@ -1,0 +1,115 @@
+"""Make disk and registry agree again after a process died in the middle of an operation.
+
+The installer's protocol (see ``registry.installer``) makes this decidable from what is left:
+
+* ``staging/op-N/`` holds the files of operation N while they are extracted;
+* before swapping, the installed version is moved to ``trash/op-N-<id>`` (same filesystem, one
+  rename), and the new version is renamed into ``extensions/<id>``;
+* the registry commit flips the operation to COMPLETED in the same transaction that records the
+  new version, and only then is the trash emptied.
+
+So an operation still INSTALLING/UNINSTALLING whose process is gone never committed: its trash
+holds the version the registry still describes, and it is put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from registry.store import OperationRecord, Registry, process_is_alive
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = (
+    "Interrupted: Extension Manager stopped before this operation finished. Nothing was "
+    "changed; install the file again if you still want it."
+)
+
+
+def staging_dir_for(registry: Registry, install_id: int) -> Path:
+    return registry.paths.staging / f"op-{install_id}"
+
+
+def trash_dir_for(registry: Registry, install_id: int, extension_id: str) -> Path:
+    return registry.paths.trash / f"op-{install_id}-{extension_id}"
+
+
+@dataclass
+class RecoveryReport:
+    failed_operations: list[int] = field(default_factory=list)
+    restored_extensions: list[str] = field(default_factory=list)
+    removed_paths: list[Path] = field(default_factory=list)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def roll_back_swap(registry: Registry, operation: OperationRecord, report: RecoveryReport) -> None:
+    """Undo a swap that did not reach the registry commit."""
+    extension_id = operation.extension_id
+    if extension_id is None:
+        return
+    installed = registry.paths.extensions / extension_id
+    trash = trash_dir_for(registry, operation.install_id, extension_id)
+    registered = registry.get_extension(extension_id)
+    if trash.exists():
+        # The registry still describes the version in the trash: put it back.
+        if installed.exists():
+            remove_tree(installed)
+        trash.rename(installed)
+        report.restored_extensions.append(extension_id)
+    elif (
+        operation.kind != "UNINSTALL"
+        and registered is None
+        and installed.exists()
+        and operation.staging_dir is not None
+    ):
+        # A first install swapped in but never registered: the folder is not ours to keep.
+        remove_tree(installed)
+        report.removed_paths.append(installed)
+
+
+def recover_interrupted(registry: Registry) -> RecoveryReport:
+    """Fail operations whose process is gone and undo their half-done work on disk."""
+    report = RecoveryReport()
+    for operation in registry.list_operations(active_only=True):
+        if process_is_alive(operation.owner_pid, operation.owner_started):
+            continue
+        roll_back_swap(registry, operation, report)
+        staging = staging_dir_for(registry, operation.install_id)
+        if staging.exists():
+            remove_tree(staging)
+            report.removed_paths.append(staging)
+        registry.finish_operation(operation.install_id, "FAILED", INTERRUPTED)
+        report.failed_operations.append(operation.install_id)
+        log.warning("operation %s was interrupted; marked failed", operation.install_id)
+    _empty_finished_trash(registry, report)
+    return report
+
+
+def _empty_finished_trash(registry: Registry, report: RecoveryReport) -> None:
+    """Trash of operations that committed (or failed and were rolled back) is garbage."""
+    if not registry.paths.trash.exists():
+        return
+    active = {op.install_id for op in registry.list_operations(active_only=True)}
+    for entry in registry.paths.trash.iterdir():
+        install_id = _operation_number(entry.name)
+        if install_id is not None and install_id in active:
+            continue
+        remove_tree(entry)
+        report.removed_paths.append(entry)
+
+
+def _operation_number(name: str) -> int | None:
+    prefix, _, rest = name.partition("-")
+    number = rest.split("-", 1)[0]
+    if prefix == "op" and number.isdigit():
+        return int(number)
+    return None

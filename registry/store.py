@@ -1,0 +1,417 @@
+"""The registry API: everything the GUI and the CLI read or write goes through ``Registry``.
+
+Callers get plain immutable records, never peewee instances, so no view can hold a query or a
+transaction open across event-loop turns. Writers use short ``BEGIN IMMEDIATE`` transactions
+(the database is opened with ``lock_type="IMMEDIATE"``); readers run in autocommit mode.
+peewee keeps one connection per thread, so a worker thread writing progress and the GUI thread
+reading it never share a connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import peewee
+import psutil
+
+from migrations.lock import RegistryLock
+from migrations.runner import APPLICATION_ID, latest_version
+from registry.errors import RegistryError, RegistryNotMigratedError, UserFacingError
+from registry.models import (
+    KINDS,
+    STATUSES,
+    Extension,
+    ExtensionConfig,
+    ExtensionInstall,
+    database_proxy,
+)
+from registry.paths import DataPaths
+
+ConfigValue = bool | int | float | str
+ACTIVE_STATUSES = ("INSTALLING", "UNINSTALLING")
+BUSY_TIMEOUT_MS = 15_000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class OperationNotFoundError(RegistryError):
+    def __init__(self, install_id: int) -> None:
+        super().__init__(f"There is no install operation number {install_id} in the registry.")
+
+
+class ConfigError(UserFacingError):
+    """A settings value does not fit the extension's declared defaults."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    install_id: int
+    extension_id: str | None
+    kind: str
+    archive_path: str
+    archive_sha256: str | None
+    from_version: str | None
+    to_version: str | None
+    file_count: int | None
+    total_bytes: int | None
+    status: str
+    progress: int
+    current_step: str
+    started_at: str
+    updated_at: str | None
+    ended_at: str | None
+    error: str | None
+    owner_pid: int | None
+    owner_started: float | None
+    staging_dir: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionRecord:
+    id: str
+    name: str
+    version: str
+    description: str
+    author: str
+    license: str
+    homepage: str
+    icon_path: str | None
+    manifest: dict[str, Any]
+    capabilities: tuple[str, ...]
+    permissions: tuple[str, ...]
+    enabled: bool
+    install_path: str
+    archive_sha256: str
+    files: tuple[tuple[str, int], ...] | None
+    installed_at: str
+    updated_at: str
+
+    @property
+    def config_defaults(self) -> dict[str, ConfigValue]:
+        defaults = self.manifest.get("config", {})
+        return dict(defaults) if isinstance(defaults, dict) else {}
+
+
+def _operation_record(row: ExtensionInstall) -> OperationRecord:
+    return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
+
+
+def _extension_record(row: Extension) -> ExtensionRecord:
+    files = json.loads(row.files) if row.files is not None else None
+    return ExtensionRecord(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        description=row.description,
+        author=row.author,
+        license=row.license,
+        homepage=row.homepage,
+        icon_path=row.icon_path,
+        manifest=json.loads(row.manifest),
+        capabilities=tuple(json.loads(row.capabilities)),
+        permissions=tuple(json.loads(row.permissions)),
+        enabled=bool(row.enabled),
+        install_path=row.install_path,
+        archive_sha256=row.archive_sha256,
+        files=tuple((str(path), int(size)) for path, size in files) if files is not None else None,
+        installed_at=row.installed_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """A missing table means the database was never migrated: say so, never "not found"."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except peewee.OperationalError as error:
+            if "no such table" in str(error) or "no such column" in str(error):
+                raise RegistryNotMigratedError(
+                    f"The registry has not been migrated ({error}). Start the app once so that "
+                    f"it can upgrade the registry, or run 'extension-manager status'."
+                ) from error
+            if "locked" in str(error) or "busy" in str(error):
+                raise RegistryError(
+                    "The registry is busy: another Extension Manager kept it locked for more "
+                    "than 15 seconds. Try again in a moment."
+                ) from error
+            if "readonly" in str(error) or "read-only" in str(error):
+                raise RegistryError(
+                    "The registry cannot be written: its file or folder is read-only. Check the "
+                    "permissions of the data folder, or choose another one with --data-dir."
+                ) from error
+            if "disk" in str(error) and "full" in str(error):
+                raise RegistryError(
+                    "The disk is full: the registry could not be updated. Free some space and "
+                    "try again; nothing was changed."
+                ) from error
+            raise
+
+    return wrapper
+
+
+def current_process_identity() -> tuple[int, float]:
+    """PID plus start time: a PID alone can be reused by an unrelated process after a crash."""
+    process = psutil.Process(os.getpid())
+    return process.pid, process.create_time()
+
+
+def process_is_alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - started) < 0.5
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+class Registry:
+    """The registry of one data folder. One per process (models bind to it at open)."""
+
+    def __init__(self, paths: DataPaths, lock: RegistryLock | None = None) -> None:
+        self.paths = paths
+        self.lock = lock
+        self.database = peewee.SqliteDatabase(
+            str(paths.database),
+            pragmas={
+                "foreign_keys": 1,
+                "busy_timeout": BUSY_TIMEOUT_MS,
+                "synchronous": "NORMAL",
+            },
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            lock_type="IMMEDIATE",
+        )
+        database_proxy.initialize(self.database)
+        self._owner = current_process_identity()
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        if not self.paths.database.exists():
+            raise RegistryNotMigratedError(
+                f"There is no registry at {self.paths.database}. Start the app once (or run "
+                f"'extension-manager status') so that it is created."
+            )
+        try:
+            application_id = self.database.execute_sql("PRAGMA application_id").fetchone()[0]
+            version = self.database.execute_sql("PRAGMA user_version").fetchone()[0]
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as error:
+            raise RegistryError(f"The registry {self.paths.database} cannot be read: {error}")
+        latest = latest_version()
+        if application_id != APPLICATION_ID or version != latest:
+            raise RegistryNotMigratedError(
+                f"The registry {self.paths.database} is at schema version {version}, but this app "
+                f"needs version {latest}. Start the app once so that it can upgrade the registry."
+            )
+
+    def close(self) -> None:
+        if not self.database.is_closed():
+            self.database.close()
+        if self.lock is not None:
+            self.lock.release()
+
+    # -- schema ----------------------------------------------------------------------------------
+
+    @_translate_errors
+    def schema_version(self) -> int:
+        return int(self.database.execute_sql("PRAGMA user_version").fetchone()[0])
+
+    @_translate_errors
+    def applied_migrations(self) -> list[tuple[int, str, str]]:
+        rows = self.database.execute_sql(
+            "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+        ).fetchall()
+        return [(int(v), str(n), str(a)) for v, n, a in rows]
+
+    # -- operations ------------------------------------------------------------------------------
+
+    @_translate_errors
+    def create_operation(
+        self,
+        archive_path: str | Path = "",
+        *,
+        kind: str = "INSTALL",
+        status: str = "INSTALLING",
+        extension_id: str | None = None,
+        current_step: str = "Queued",
+    ) -> int:
+        """Record an operation the moment a file is accepted, before its manifest is read."""
+        if status not in STATUSES or kind not in KINDS:
+            raise ValueError(f"unknown status {status!r} or kind {kind!r}")
+        pid, started = self._owner
+        now = utc_now()
+        with self.database.atomic():
+            row = ExtensionInstall.create(
+                extension_id=extension_id,
+                kind=kind,
+                archive_path=str(archive_path),
+                status=status,
+                progress=0,
+                current_step=current_step,
+                started_at=now,
+                updated_at=now,
+                owner_pid=pid,
+                owner_started=started,
+            )
+        return int(row.install_id)
+
+    @_translate_errors
+    def update_operation(self, install_id: int, **fields: Any) -> None:
+        """Change any columns of an operation (progress, step, version change, counts...).
+
+        ``progress`` never goes backwards: a late, lower value is ignored.
+        """
+        unknown = set(fields) - set(ExtensionInstall._meta.fields)
+        if unknown or "install_id" in fields:
+            raise ValueError(f"cannot update operation fields {sorted(unknown)}")
+        fields["updated_at"] = utc_now()
+        query = ExtensionInstall.update(**fields).where(ExtensionInstall.install_id == install_id)
+        if "progress" in fields:
+            query = query.where(ExtensionInstall.progress <= fields["progress"])
+        with self.database.atomic():
+            changed = query.execute()
+            if not changed and not ExtensionInstall.get_or_none(install_id=install_id):
+                raise OperationNotFoundError(install_id)
+
+    @_translate_errors
+    def finish_operation(self, install_id: int, status: str, error: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "ended_at": utc_now(), "error": error}
+        if status == "COMPLETED":
+            fields.update(progress=100, current_step="Done")
+        elif status == "FAILED":
+            fields["current_step"] = "Failed"
+        self.update_operation(install_id, **fields)
+
+    @_translate_errors
+    def get_operation(self, install_id: int) -> OperationRecord:
+        row = ExtensionInstall.get_or_none(ExtensionInstall.install_id == install_id)
+        if row is None:
+            raise OperationNotFoundError(install_id)
+        return _operation_record(row)
+
+    @_translate_errors
+    def get_operations(self, install_ids: Iterable[int]) -> dict[int, OperationRecord]:
+        ids = list(install_ids)
+        if not ids:
+            return {}
+        rows = ExtensionInstall.select().where(ExtensionInstall.install_id.in_(ids))
+        return {row.install_id: _operation_record(row) for row in rows}
+
+    @_translate_errors
+    def list_operations(
+        self, *, limit: int | None = None, active_only: bool = False, since_id: int = 0
+    ) -> list[OperationRecord]:
+        """Newest first."""
+        query = ExtensionInstall.select().order_by(ExtensionInstall.install_id.desc())
+        if active_only:
+            query = query.where(ExtensionInstall.status.in_(ACTIVE_STATUSES))
+        if since_id:
+            query = query.where(ExtensionInstall.install_id > since_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_operation_record(row) for row in query]
+
+    @_translate_errors
+    def count_operations(self) -> int:
+        return int(ExtensionInstall.select().count())
+
+    # -- extensions ------------------------------------------------------------------------------
+
+    @_translate_errors
+    def list_extensions(self) -> list[ExtensionRecord]:
+        return [_extension_record(row) for row in Extension.select().order_by(Extension.name)]
+
+    @_translate_errors
+    def get_extension(self, extension_id: str) -> ExtensionRecord | None:
+        row = Extension.get_or_none(Extension.id == extension_id)
+        return _extension_record(row) if row is not None else None
+
+    @_translate_errors
+    def set_enabled(self, extension_id: str, enabled: bool) -> None:
+        with self.database.atomic():
+            changed = (
+                Extension.update(enabled=enabled, updated_at=utc_now())
+                .where(Extension.id == extension_id)
+                .execute()
+            )
+        if not changed:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @_translate_errors
+    def get_config(self, extension_id: str) -> dict[str, ConfigValue]:
+        """The manifest's defaults with the user's stored values on top."""
+        extension = self.get_extension(extension_id)
+        if extension is None:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+        values = extension.config_defaults
+        stored = ExtensionConfig.select().where(ExtensionConfig.extension_id == extension_id)
+        for row in stored:
+            if row.key in values:
+                values[row.key] = json.loads(row.value)
+        return values
+
+    @_translate_errors
+    def set_config(self, extension_id: str, values: Mapping[str, ConfigValue]) -> None:
+        """Store user values; each must exist in the defaults and have the default's type."""
+        extension = self.get_extension(extension_id)
+        if extension is None:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+        defaults = extension.config_defaults
+        for key, value in values.items():
+            check_config_value(extension_id, defaults, key, value)
+        with self.database.atomic():
+            for key, value in values.items():
+                ExtensionConfig.insert(
+                    extension_id=extension_id, key=key, value=json.dumps(value)
+                ).on_conflict_replace().execute()
+
+    @_translate_errors
+    def reset_config(self, extension_id: str) -> None:
+        with self.database.atomic():
+            ExtensionConfig.delete().where(ExtensionConfig.extension_id == extension_id).execute()
+
+
+def check_config_value(
+    extension_id: str, defaults: Mapping[str, ConfigValue], key: str, value: object
+) -> None:
+    if key not in defaults:
+        known = ", ".join(sorted(defaults)) or "none"
+        raise ConfigError(f"'{key}' is not a setting of {extension_id}. Its settings are: {known}.")
+    expected = type(defaults[key])
+    # bool is an int in Python; a number setting must not accept true/false, nor the reverse.
+    fits = isinstance(value, expected) and (isinstance(value, bool) == (expected is bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        fits = True
+    if not fits:
+        raise ConfigError(
+            f"The setting '{key}' of {extension_id} must be {_type_words(expected)}, not {value!r}."
+        )
+
+
+def _type_words(kind: type) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(
+        kind, kind.__name__
+    )
