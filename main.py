@@ -47,7 +47,7 @@ def build_window_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke-test",
         action="store_true",
-        help="launch fully (migrations, window shown and painted once), print 'ready in N ms', exit",
+        help="launch fully (migrations, window painted once), print 'ready in N ms', exit",
     )
     parser.add_argument("files", nargs="*", metavar="ZIP", help="extension archives to install")
     return parser
@@ -97,7 +97,9 @@ def setup_logging(verbose: bool, log_dir: Path | None = None) -> Path | None:
     except OSError:
         return None
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    )
     root.addHandler(handler)
     return log_file
 

@@ -17,7 +17,9 @@ def show_info(parent: QWidget | None, title: str, text: str) -> None:
 
 
 def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
-    box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent)
+    box = QMessageBox(
+        QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent
+    )
     confirm = box.addButton(confirm_label, QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)

@@ -213,7 +213,9 @@ def _table_counts(connection: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-def backup_database(db_path: Path, backups_dir: Path, version: int, keep: int = KEEP_BACKUPS) -> Path:
+def backup_database(
+    db_path: Path, backups_dir: Path, version: int, keep: int = KEEP_BACKUPS
+) -> Path:
     """Copy the database with SQLite's online backup, verify the copy, keep the newest few."""
     backups_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -381,7 +383,7 @@ def prepare_registry(
             if time.monotonic() > deadline:
                 raise RegistryBusyError(
                     f"Another Extension Manager has been upgrading the registry at {db_path} for "
-                    f"more than {wait_seconds:.0f} seconds. Wait for it to finish, then start again."
+                    f"more than {wait_seconds:.0f} seconds. Wait for it to finish, then try again."
                 )
             time.sleep(0.05)
     except BaseException:

@@ -214,10 +214,12 @@ class Registry:
                 f"'extension-manager status') so that it is created."
             )
         try:
-            application_id = self.database.execute_sql("PRAGMA application_id").fetchone()[0]
-            version = self.database.execute_sql("PRAGMA user_version").fetchone()[0]
+            application_id = self.scalar("PRAGMA application_id")
+            version = self.scalar("PRAGMA user_version")
         except (peewee.DatabaseError, sqlite3.DatabaseError) as error:
-            raise RegistryError(f"The registry {self.paths.database} cannot be read: {error}")
+            raise RegistryError(
+                f"The registry {self.paths.database} cannot be read: {error}"
+            ) from error
         latest = latest_version()
         if application_id != APPLICATION_ID or version != latest:
             raise RegistryNotMigratedError(
@@ -231,17 +233,26 @@ class Registry:
         if self.lock is not None:
             self.lock.release()
 
+    def fetch_all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Raw SQL for pragmas and read-only checks that the models do not cover."""
+        cursor = self.database.execute_sql(sql, params)  # type: ignore[no-untyped-call]
+        return list(cursor.fetchall())
+
+    def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:
+        rows = self.fetch_all(sql, params)
+        return rows[0][0] if rows else None
+
     # -- schema ----------------------------------------------------------------------------------
 
     @_translate_errors
     def schema_version(self) -> int:
-        return int(self.database.execute_sql("PRAGMA user_version").fetchone()[0])
+        return int(self.scalar("PRAGMA user_version"))
 
     @_translate_errors
     def applied_migrations(self) -> list[tuple[int, str, str]]:
-        rows = self.database.execute_sql(
+        rows = self.fetch_all(
             "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
-        ).fetchall()
+        )
         return [(int(v), str(n), str(a)) for v, n, a in rows]
 
     # -- operations ------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Launching the window: migrations first, no view before them, clear failure dialogs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from gui import messages
+from gui.app import LaunchController, ensure_application
+from gui.main_window import EMPTY_STATE_TEXT, MainWindow
+from migrations.runner import MigrationError
+from registry.paths import DataPaths
+from registry.startup import OpenedRegistry, open_registry
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def application(qapp: QApplication) -> QApplication:
+    return ensure_application()
+
+
+def close_controller(controller: LaunchController) -> None:
+    if controller.window is not None:
+        controller.window.close()
+        controller.window.deleteLater()
+    if controller.opened is not None:
+        controller.opened.registry.close()
+
+
+def test_no_view_exists_before_migrations_finish(qtbot: QtBot, paths: DataPaths) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def blocked_open(data: DataPaths) -> OpenedRegistry:
+        entered.set()
+        assert release.wait(timeout=60)
+        return open_registry(data)
+
+    controller = LaunchController(paths, opener=blocked_open)
+    controller.start()
+    qtbot.waitUntil(entered.is_set)
+    QApplication.processEvents()
+    assert QApplication.topLevelWidgets() == []
+    assert not paths.database.exists() or controller.window is None
+
+    with qtbot.waitSignal(controller.window_shown, timeout=30_000):
+        release.set()
+    try:
+        window = controller.window
+        assert isinstance(window, MainWindow)
+        qtbot.waitUntil(window.isVisible)
+        assert window.registry.schema_version() == 2
+    finally:
+        close_controller(controller)
+
+
+def test_window_shows_empty_state_schema_and_data_dir(qtbot: QtBot, paths: DataPaths) -> None:
+    controller = LaunchController(paths)
+    with qtbot.waitSignal(controller.window_shown, timeout=30_000):
+        controller.start()
+    try:
+        window = controller.window
+        assert window is not None
+        assert window.list_stack.currentWidget() is window.empty_label
+        assert window.empty_label.text() == EMPTY_STATE_TEXT
+        assert "Schema version 2" in window.schema_label.text()
+        assert str(paths.root) in window.data_dir_label.text()
+        # An operation can be created and read back the moment the window is up.
+        install_id = window.registry.create_operation("x.zip")
+        assert window.registry.get_operation(install_id).status == "INSTALLING"
+    finally:
+        close_controller(controller)
+
+
+def test_migration_failure_shows_a_dialog_and_builds_no_view(
+    qtbot: QtBot, paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        messages, "show_error", lambda parent, title, text, details="": shown.append((title, text))
+    )
+
+    def failing_open(data: DataPaths) -> OpenedRegistry:
+        raise MigrationError("Upgrading the registry to version 2 failed: disk I/O error.")
+
+    monkeypatch.setattr(QApplication, "exit", staticmethod(lambda code=0: None))
+    controller = LaunchController(paths, opener=failing_open)
+    with qtbot.waitSignal(controller.finished, timeout=30_000) as finished:
+        controller.start()
+    assert finished.args == [1]
+    assert shown == [
+        (
+            "Extension Manager cannot start",
+            "Upgrading the registry to version 2 failed: disk I/O error.",
+        )
+    ]
+    assert controller.window is None
+    assert [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)] == []
+
+
+def test_window_size_and_splitter_are_remembered(qtbot: QtBot, paths: DataPaths) -> None:
+    first = LaunchController(paths)
+    with qtbot.waitSignal(first.window_shown, timeout=30_000):
+        first.start()
+    assert first.window is not None
+    first.window.resize(777, 555)
+    close_controller(first)
+
+    second = LaunchController(paths)
+    with qtbot.waitSignal(second.window_shown, timeout=30_000):
+        second.start()
+    try:
+        assert second.window is not None
+        assert (second.window.width(), second.window.height()) == (777, 555)
+    finally:
+        close_controller(second)
+
+
+def test_smoke_test_launch_prints_ready_and_creates_the_tables(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(tmp_path), "--smoke-test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ready in ") and result.stdout.strip().endswith(" ms")
+    assert (tmp_path / "registry.db").exists()
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "main.py"),
+            "--data-dir",
+            str(tmp_path),
+            "status",
+            "--bogus",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr

@@ -1,0 +1,373 @@
+"""The launch sequence's database half: preflight, backup, migrate, refuse what we must not
+touch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from migrations.lock import RegistryLock
+from migrations.runner import (
+    APPLICATION_ID,
+    MigrationError,
+    RegistryBusyError,
+    Step,
+    backup_database,
+    latest_version,
+    load_steps,
+    prepare_registry,
+    read_status,
+)
+from registry.errors import RegistryError, RegistryNotMigratedError
+from registry.paths import DataPaths
+from registry.startup import open_registry
+from registry.store import Registry
+from tests.conftest import FIXTURES, REPO_ROOT
+
+LATEST = latest_version()
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def run_app(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_fresh_custom_data_dir_is_migrated_and_records_are_readable(paths: DataPaths) -> None:
+    result = run_app("--data-dir", str(paths.root), "status")
+    assert result.returncode == 0, result.stderr
+    assert f"Schema version:  {LATEST} (latest {LATEST})" in result.stdout
+
+    registry = Registry(paths)
+    try:
+        install_id = registry.create_operation("/somewhere/hello.zip")
+        record = registry.get_operation(install_id)
+        assert record.status == "INSTALLING"
+        assert record.extension_id is None
+        assert record.archive_path == "/somewhere/hello.zip"
+    finally:
+        registry.close()
+
+
+def test_fresh_default_location_is_migrated(tmp_path: Path) -> None:
+    # platformdirs follows XDG_DATA_HOME on Linux; no --data-dir and no environment override.
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    result = run_app("status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    database = tmp_path / "xdg" / "ExtensionManager" / "registry.db"
+    assert f'"database": "{database}"' in result.stdout
+    assert query(database, "PRAGMA user_version") == [(LATEST,)]
+
+    registry = Registry(DataPaths(database.parent))
+    try:
+        install_id = registry.create_operation("a.zip")
+        assert registry.get_operation(install_id).install_id == install_id
+    finally:
+        registry.close()
+
+
+def test_environment_variable_selects_the_data_dir(tmp_path: Path) -> None:
+    result = run_app("status", env={"EXTENSION_MANAGER_DATA_DIR": str(tmp_path / "env-dir")})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "env-dir" / "registry.db").exists()
+
+
+def test_fresh_database_has_the_three_tables_and_is_marked_ours(registry: Registry) -> None:
+    db = registry.paths.database
+    tables = {row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"extensions", "extension_installs", "extension_configs"} <= tables
+    assert query(db, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert query(db, "PRAGMA journal_mode") == [("wal",)]
+    assert [v for v, *_ in query(db, "SELECT * FROM schema_migrations")] == [1, 2]
+
+
+def test_relaunch_changes_nothing(paths: DataPaths) -> None:
+    open_registry(paths).registry.close()
+    before = query(paths.database, "SELECT * FROM schema_migrations")
+    opened = open_registry(paths)
+    opened.registry.close()
+    assert opened.migration.applied == ()
+    assert opened.migration.backup is None
+    assert query(paths.database, "SELECT * FROM schema_migrations") == before
+    assert list(paths.backups.iterdir()) == []
+
+
+def test_upgrade_from_version_1_keeps_data_and_foreign_key_children(v1_paths: DataPaths) -> None:
+    db = v1_paths.database
+    configs_before = query(db, "SELECT * FROM extension_configs ORDER BY extension_id, key")
+    installs_before = query(db, "SELECT install_id, extension_id, status FROM extension_installs")
+    assert len(configs_before) == 4
+
+    opened = open_registry(v1_paths)
+    registry = opened.registry
+    try:
+        assert opened.migration.from_version == 1
+        assert opened.migration.to_version == LATEST
+        # The extensions table was rebuilt; its children must all still be there.
+        assert query(db, "SELECT * FROM extension_configs ORDER BY extension_id, key") == (
+            configs_before
+        )
+        assert (
+            query(db, "SELECT install_id, extension_id, status FROM extension_installs")
+            == installs_before
+        )
+        assert query(db, "PRAGMA foreign_key_check") == []
+        hello = registry.get_extension("example.hello-world")
+        assert hello is not None and hello.enabled and hello.version == "1.0.0"
+        word_count = registry.get_extension("example.word-count")
+        assert word_count is not None and not word_count.enabled
+        assert registry.get_config("example.hello-world") == {
+            "greeting": "hello from v1",
+            "count": 7,
+        }
+        # History of an extension that is no longer installed is kept.
+        gone = [op for op in registry.list_operations() if op.extension_id == "example.gone"]
+        assert len(gone) == 1 and gone[0].kind == "INSTALL"
+        # New operations continue the numbering instead of reusing ids.
+        assert registry.create_operation("new.zip") == max(int(str(row[0])) for row in installs_before) + 1
+        # Foreign keys are on again for normal connections.
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            registry.database.execute_sql(
+                "INSERT INTO extension_configs VALUES ('no.such-extension', 'k', '1')"
+            )
+    finally:
+        registry.close()
+
+    backups = list(v1_paths.backups.glob("registry-v1-*.db"))
+    assert len(backups) == 1
+    assert query(backups[0], "PRAGMA user_version") == [(1,)]
+    assert query(backups[0], "SELECT count(*) FROM extension_configs") == [(4,)]
+
+
+def test_newer_database_is_refused_byte_identical(paths: DataPaths) -> None:
+    open_registry(paths).registry.close()
+    connection = sqlite3.connect(paths.database)
+    connection.execute(f"PRAGMA user_version = {LATEST + 5}")
+    connection.commit()
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.close()
+    before = paths.database.read_bytes()
+
+    with pytest.raises(RegistryError, match="newer Extension Manager") as caught:
+        open_registry(paths)
+    assert "left untouched" in str(caught.value)
+    assert paths.database.read_bytes() == before
+    assert list(paths.backups.iterdir()) == []
+
+
+def failing_steps() -> tuple[Step, ...]:
+    def explode(connection: sqlite3.Connection) -> None:
+        connection.execute("CREATE TABLE half_done (x INTEGER)")
+        connection.execute("INSERT INTO no_such_table VALUES (1)")
+
+    return (*load_steps(), Step(LATEST + 1, "broken step", "test", "0" * 64, explode))
+
+
+def test_failing_step_leaves_old_version_with_data_and_keeps_backup(v1_paths: DataPaths) -> None:
+    db = v1_paths.database
+    rows_before = query(db, "SELECT * FROM extension_configs ORDER BY 1, 2")
+    with pytest.raises(MigrationError) as caught:
+        prepare_registry(db, v1_paths.lock, v1_paths.backups, steps=failing_steps())
+    message = str(caught.value)
+    assert "broken step" in message and "version 1, unchanged" in message
+    assert "backup is kept" in message
+    assert query(db, "PRAGMA user_version") == [(1,)]
+    assert query(db, "SELECT * FROM extension_configs ORDER BY 1, 2") == rows_before
+    tables = {row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "half_done" not in tables and "extensions_new" not in tables
+    assert [v for v, *_ in query(db, "SELECT * FROM schema_migrations")] == [1]
+    assert len(list(v1_paths.backups.glob("registry-v1-*.db"))) == 1
+    # And the next, normal launch still upgrades it.
+    open_registry(v1_paths).registry.close()
+    assert query(db, "PRAGMA user_version") == [(LATEST,)]
+
+
+def test_foreign_key_violation_rolls_back(v1_paths: DataPaths) -> None:
+    def orphan(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO extension_configs VALUES ('nobody.here', 'k', '1')")
+
+    steps = (*load_steps(), Step(LATEST + 1, "orphan", "test", "1" * 64, orphan))
+    with pytest.raises(MigrationError, match="references between tables"):
+        prepare_registry(v1_paths.database, v1_paths.lock, v1_paths.backups, steps=steps)
+    assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"this is not a database at all, just some text\n" * 20, "not a SQLite database"),
+        (b"SQLite format 3\x00" + b"\xff" * 2000, "cannot be read|damaged"),
+    ],
+    ids=["garbage", "corrupt-sqlite"],
+)
+def test_corrupt_files_are_refused_untouched(
+    paths: DataPaths, content: bytes, expected: str
+) -> None:
+    paths.root.mkdir(parents=True)
+    paths.database.write_bytes(content)
+    with pytest.raises(RegistryError, match=expected):
+        open_registry(paths)
+    assert paths.database.read_bytes() == content
+
+
+def test_damaged_pages_are_refused_untouched(v1_paths: DataPaths) -> None:
+    data = bytearray(v1_paths.database.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    data[page_size * 2 : page_size * 3] = b"\x07" * page_size  # scribble over a table page
+    v1_paths.database.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match="damaged|cannot be read"):
+        open_registry(v1_paths)
+    assert v1_paths.database.read_bytes() == bytes(data)
+
+
+def test_foreign_sqlite_file_is_refused_untouched(paths: DataPaths) -> None:
+    paths.root.mkdir(parents=True)
+    connection = sqlite3.connect(paths.database)
+    connection.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT)")
+    connection.execute("INSERT INTO photos (path) VALUES ('/tmp/cat.jpg')")
+    connection.commit()
+    connection.close()
+    before = paths.database.read_bytes()
+    with pytest.raises(RegistryError, match="another program"):
+        open_registry(paths)
+    assert paths.database.read_bytes() == before
+
+
+def test_edited_applied_step_is_refused(v1_paths: DataPaths) -> None:
+    connection = sqlite3.connect(v1_paths.database)
+    connection.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    connection.commit()
+    connection.close()
+    with pytest.raises(RegistryError, match="was changed after it was applied"):
+        open_registry(v1_paths)
+    assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
+
+
+def test_querying_an_unmigrated_database_raises_a_clear_error(v1_paths: DataPaths) -> None:
+    with pytest.raises(RegistryNotMigratedError, match="schema version 1, but this app needs"):
+        Registry(v1_paths)
+    empty = DataPaths(v1_paths.root.parent / "empty")
+    with pytest.raises(RegistryNotMigratedError, match="no registry"):
+        Registry(empty)
+
+
+def test_missing_table_is_reported_as_not_migrated(registry: Registry) -> None:
+    registry.database.execute_sql("DROP TABLE extension_installs")
+    with pytest.raises(RegistryNotMigratedError, match="not been migrated"):
+        registry.get_operation(1)
+
+
+def test_migration_refused_while_another_process_has_the_registry_open(
+    v1_paths: DataPaths,
+) -> None:
+    # Another (older) window of the app holds the registry open: it holds the shared lock.
+    v1_paths.root.mkdir(exist_ok=True)
+    with RegistryLock(v1_paths.lock) as other_window:
+        assert other_window.try_shared()
+        with pytest.raises(RegistryBusyError, match="another Extension Manager is using it"):
+            open_registry(v1_paths, wait_seconds=1)
+    assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
+    open_registry(v1_paths).registry.close()
+    assert query(v1_paths.database, "PRAGMA user_version") == [(LATEST,)]
+
+
+def test_launch_waits_for_a_running_migration(v1_paths: DataPaths) -> None:
+    with RegistryLock(v1_paths.lock) as migrating:
+        assert migrating.try_exclusive()
+        with pytest.raises(RegistryBusyError, match="upgrading the registry"):
+            open_registry(v1_paths, wait_seconds=0.2)
+
+
+def test_backups_keep_the_newest_five(v1_paths: DataPaths) -> None:
+    made = [backup_database(v1_paths.database, v1_paths.backups, 1) for _ in range(7)]
+    kept = sorted(v1_paths.backups.glob("registry-v1-*.db"))
+    assert len(kept) == 5
+    assert set(kept) == set(made[-5:])
+
+
+def test_two_processes_launching_at_once_on_an_old_database(v1_paths: DataPaths) -> None:
+    command = [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(v1_paths.root)]
+    with (
+        subprocess.Popen([*command, "status"], stderr=subprocess.PIPE, text=True) as first,
+        subprocess.Popen([*command, "status"], stderr=subprocess.PIPE, text=True) as second,
+    ):
+        errors = [first.communicate(timeout=60)[1], second.communicate(timeout=60)[1]]
+    assert (first.returncode, second.returncode) == (0, 0), errors
+    # Exactly one of them migrated: one backup of version 1, each step recorded once.
+    assert len(list(v1_paths.backups.glob("registry-v1-*.db"))) == 1
+    versions = query(v1_paths.database, "SELECT version FROM schema_migrations")
+    assert versions == [(v,) for v in range(1, LATEST + 1)]
+
+
+KILL_SCRIPT = """
+import sys, threading
+sys.path.insert(0, {root!r})
+import migrations.runner as runner
+real_steps = runner.load_steps()
+last = real_steps[-1]
+def stall(connection):
+    last.apply(connection)
+    print("inside the migration transaction", flush=True)
+    threading.Event().wait()
+patched = (
+    *real_steps[:-1],
+    runner.Step(last.version, last.name, last.module, last.checksum, stall),
+)
+runner.load_steps = lambda: patched
+import main
+sys.exit(main.main(["--data-dir", {data!r}, "status"]))
+"""
+
+
+def test_kill_9_mid_migration_keeps_old_version_and_next_launch_completes(
+    v1_paths: DataPaths,
+) -> None:
+    script = KILL_SCRIPT.format(root=str(REPO_ROOT), data=str(v1_paths.root))
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        # Blocks until the child is inside the migration's transaction (or exits).
+        line = process.stdout.readline().strip()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert line == "inside the migration transaction"
+    assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
+    assert query(v1_paths.database, "SELECT count(*) FROM extension_configs") == [(4,)]
+
+    result = run_app("--data-dir", str(v1_paths.root), "status")
+    assert result.returncode == 0, result.stderr
+    assert query(v1_paths.database, "PRAGMA user_version") == [(LATEST,)]
+    assert query(v1_paths.database, "SELECT count(*) FROM extension_configs") == [(4,)]
+
+
+def test_status_of_a_fresh_file_reports_pending_steps(tmp_path: Path) -> None:
+    status = read_status(tmp_path / "none.db")
+    assert not status.exists
+    assert status.pending == LATEST
+
+
+def test_checked_in_fixtures_cover_every_older_version() -> None:
+    for version in range(1, LATEST):
+        fixture = FIXTURES / f"registry-v{version}.db"
+        assert fixture.exists(), f"add tests/fixtures/registry-v{version}.db"
+        assert query(fixture, "PRAGMA user_version") == [(version,)]
