@@ -8,13 +8,16 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from migrations.runner import read_status
+from registry.doctor import diagnose, repair
 from registry.errors import UserFacingError
+from registry.installer import Installer, InstallOptions, InstallPlan
 from registry.paths import DataPaths
 from registry.startup import open_registry
-from registry.store import Registry
+from registry.store import ConfigValue, OperationRecord, Registry
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger(__name__)
@@ -63,6 +66,234 @@ def status_command(args: argparse.Namespace, registry: Registry, app_version: st
     return EXIT_OK
 
 
+def _operation_payload(record: OperationRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in OperationRecord.__slots__}
+
+
+def _operation_line(record: OperationRecord) -> str:
+    change = record.to_version or ""
+    if record.from_version and record.to_version:
+        change = f"{record.from_version} -> {record.to_version}"
+    elif record.from_version:
+        change = record.from_version
+    what = record.extension_id or Path(record.archive_path).name or "?"
+    line = f"#{record.install_id:<5} {record.started_at[:19]}  {record.kind:<9} {record.status:<12}"
+    line += f" {what} {change}".rstrip()
+    if record.error:
+        line += f"\n        {record.error}"
+    return line
+
+
+PAST_TENSE = {
+    "INSTALL": "Installed",
+    "UPGRADE": "Upgraded",
+    "REINSTALL": "Reinstalled",
+    "DOWNGRADE": "Downgraded",
+}
+
+
+def _ask_on_terminal(plan: InstallPlan) -> bool:
+    print("\n".join(plan.describe()), file=sys.stderr)
+    verb = {"INSTALL": "Install", "UPGRADE": "Upgrade", "REINSTALL": "Reinstall"}.get(
+        plan.kind, "Downgrade"
+    )
+    try:
+        answer = input(f"{verb}? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _configure_install(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("archives", nargs="+", metavar="ZIP", type=Path, help="extension archives")
+    sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    sub.add_argument("--reinstall", action="store_true", help="allow installing the same version")
+    sub.add_argument("--downgrade", action="store_true", help="allow installing an older version")
+
+
+@command("install", "install or upgrade extensions from .zip files")
+def install_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    installer = Installer(registry, app_version)
+    options = InstallOptions(allow_reinstall=args.reinstall, allow_downgrade=args.downgrade)
+    interactive = not args.yes and sys.stdin is not None and sys.stdin.isatty()
+    if not args.yes and not interactive:
+        print(
+            "extension-manager: nothing installed. Confirm with --yes when not running on a "
+            "terminal (for example: extension-manager install --yes FILE.zip).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    results = []
+    for archive in args.archives:
+        record = installer.install(
+            archive, options=options, confirm=_ask_on_terminal if interactive else None
+        )
+        results.append(record)
+        if not args.json:
+            if record.status == "COMPLETED":
+                done = PAST_TENSE.get(record.kind, "Installed")
+                print(f"{done} {record.extension_id} {record.to_version}")
+            else:
+                print(f"extension-manager: {archive}: {record.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([_operation_payload(r) for r in results], indent=2))
+    return EXIT_OK if all(r.status == "COMPLETED" for r in results) else EXIT_FAILURE
+
+
+def _configure_extension_id(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("extension_id", metavar="ID", help="the extension's id, e.g. example.hello")
+
+
+@command("uninstall", "remove an installed extension (its history is kept)")
+def uninstall_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    record = Installer(registry, app_version).uninstall(args.extension_id)
+    if record.status != "COMPLETED":
+        print(f"extension-manager: {record.error}", file=sys.stderr)
+        return EXIT_FAILURE
+    emit(args, _operation_payload(record), f"Uninstalled {args.extension_id}")
+    return EXIT_OK
+
+
+@command("list", "list installed extensions")
+def list_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    extensions = registry.list_extensions()
+    payload = [
+        {
+            "id": e.id,
+            "name": e.name,
+            "version": e.version,
+            "enabled": e.enabled,
+            "install_path": e.install_path,
+            "archive_sha256": e.archive_sha256,
+        }
+        for e in extensions
+    ]
+    lines = [
+        f"{e.id:<40} {e.version:<12} {'enabled' if e.enabled else 'disabled':<9} {e.name}"
+        for e in extensions
+    ] or ["No extensions installed."]
+    emit(args, payload, "\n".join(lines))
+    return EXIT_OK
+
+
+def _set_enabled(args: argparse.Namespace, registry: Registry, enabled: bool) -> int:
+    registry.set_enabled(args.extension_id, enabled)
+    state = "enabled" if enabled else "disabled"
+    emit(args, {"id": args.extension_id, "enabled": enabled}, f"{args.extension_id} {state}")
+    return EXIT_OK
+
+
+@command("enable", "enable an installed extension")
+def enable_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    return _set_enabled(args, registry, True)
+
+
+@command("disable", "disable an installed extension")
+def disable_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    return _set_enabled(args, registry, False)
+
+
+def _configure_config(sub: argparse.ArgumentParser) -> None:
+    _configure_extension_id(sub)
+    sub.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help='settings to change; values are JSON (true, 3, 0.5, "text") or plain text',
+    )
+    sub.add_argument("--reset", action="store_true", help="restore every default")
+
+
+def _parse_value(text: str) -> ConfigValue:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(value, bool | int | float | str):
+        return value
+    return text
+
+
+@command("config", "show or change an extension's settings")
+def config_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    if args.reset:
+        registry.reset_config(args.extension_id)
+    changes: dict[str, ConfigValue] = {}
+    for assignment in args.assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            print(f"extension-manager: '{assignment}' is not KEY=VALUE.", file=sys.stderr)
+            return EXIT_USAGE
+        changes[key] = _parse_value(value)
+    if changes:
+        registry.set_config(args.extension_id, changes)
+    values = registry.get_config(args.extension_id)
+    emit(
+        args,
+        values,
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        or "This extension has no settings.",
+    )
+    return EXIT_OK
+
+
+def _configure_history(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--limit", type=int, default=50, help="how many operations (default 50)")
+
+
+@command("history", "list install, upgrade and uninstall operations, newest first")
+def history_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    records = registry.list_operations(limit=args.limit)
+    emit(
+        args,
+        [_operation_payload(r) for r in records],
+        "\n".join(_operation_line(r) for r in records) or "No operations yet.",
+    )
+    return EXIT_OK
+
+
+def _configure_doctor(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--repair", action="store_true", help="fix what can be fixed safely")
+
+
+@command("doctor", "check the registry against the files on disk")
+def doctor_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    repaired = repair(registry) if args.repair else []
+    findings = diagnose(registry)
+    payload = {
+        "healthy": not findings,
+        "repaired": repaired,
+        "findings": [
+            {"problem": f.problem, "advice": f.advice, "repairable": f.repairable} for f in findings
+        ],
+    }
+    lines = [f"Repaired: {line}" for line in repaired]
+    lines += [f"Problem: {f.problem}\n  {f.advice}" for f in findings]
+    lines.append(
+        "Healthy: the registry and the files on disk agree."
+        if not findings
+        else f"{len(findings)} problem(s) found."
+        + (
+            " Run 'extension-manager doctor --repair' to fix the repairable ones."
+            if any(f.repairable for f in findings) and not args.repair
+            else ""
+        )
+    )
+    emit(args, payload, "\n".join(lines))
+    return EXIT_OK if not findings else EXIT_FAILURE
+
+
+COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "install": _configure_install,
+    "uninstall": _configure_extension_id,
+    "enable": _configure_extension_id,
+    "disable": _configure_extension_id,
+    "config": _configure_config,
+    "history": _configure_history,
+    "doctor": _configure_doctor,
+}
+
+
 def add_commands(parser: argparse.ArgumentParser) -> None:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, _handler) in COMMANDS.items():
@@ -71,9 +302,6 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         configure = COMMAND_ARGUMENTS.get(name)
         if configure is not None:
             configure(sub)
-
-
-COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def run_command(args: argparse.Namespace, paths: DataPaths, app_version: str) -> int:

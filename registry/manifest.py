@@ -66,8 +66,8 @@ _ID_RE: Final = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+")
 _HOMEPAGE_RE: Final = re.compile(r"https?://[^\s/?#\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?")
 _ICON_PART_RE: Final = re.compile(r"[^/\\:\x00-\x1f\x7f]+")
 
-# Characters that would let a name or description disguise itself (reordering text around it,
-# or hiding line breaks and other invisible controls in what looks like one line of text).
+# Characters that reorder how the text around them is displayed, which lets a name such as
+# "Safe\u202etxt.exe" read as "Safeexe.txt": forbidden in every plain-text field.
 _BIDI_CHARS: Final = frozenset(
     "\u200e\u200f"
     + "".join(map(chr, range(0x202A, 0x202F)))
