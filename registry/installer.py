@@ -148,7 +148,9 @@ class InstallOptions:
 
 @dataclass(slots=True)
 class _Swap:
-    target: Path
+    """What the swap has done so far, so that a failure at any point can undo exactly that."""
+
+    target: Path | None = None
     trash: Path | None = None
     swapped: bool = False
 
@@ -234,9 +236,9 @@ class Installer:
             install_id = self.begin(archive_path)
         cancel = cancel or CancelToken()
         progress = _ProgressWriter(self.registry, install_id)
-        swap: _Swap | None = None
+        swap = _Swap()
         try:
-            swap = self._install(archive_path, install_id, progress, confirm, options, cancel)
+            self._install(archive_path, install_id, progress, confirm, options, cancel, swap)
         except Exception as error:
             self._fail(install_id, error, swap, f"installing {archive_path.name}")
         finally:
@@ -251,7 +253,8 @@ class Installer:
         confirm: Confirm | None,
         options: InstallOptions,
         cancel: CancelToken,
-    ) -> _Swap | None:
+        swap: _Swap,
+    ) -> None:
         progress.step("Reading the archive")
         with open_archive(archive_path, self.limits) as archive:
             progress.step(
@@ -299,19 +302,19 @@ class Installer:
         self._check_cancel(cancel)
 
         progress.step("Putting the new version in place", archive_sha256=digest)
-        swap = _Swap(target=self.registry.paths.extensions / manifest.id)
-        if swap.target.exists():
+        target = self.registry.paths.extensions / manifest.id
+        swap.target = target
+        if target.exists():
             swap.trash = trash_dir_for(self.registry, install_id, manifest.id)
-            swap.target.rename(swap.trash)
-        files_dir.rename(swap.target)
+            target.rename(swap.trash)
         swap.swapped = True
+        files_dir.rename(target)
 
         progress.step("Recording in the registry")
-        self._commit_install(install_id, plan, swap.target, digest, file_list)
+        self._commit_install(install_id, plan, target, digest, file_list)
         swap.swapped = False  # committed: the new version is the registered one now
         if swap.trash is not None:
             remove_tree(swap.trash)
-        return None
 
     def _check_cancel(self, cancel: CancelToken) -> None:
         if cancel.cancelled:
@@ -471,18 +474,19 @@ class Installer:
                 kind="UNINSTALL", status="UNINSTALLING", current_step="Queued"
             )
         progress = _ProgressWriter(self.registry, install_id)
-        swap: _Swap | None = None
+        swap = _Swap()
         try:
             installed = self.registry.get_extension(extension_id)
             if installed is None:
                 raise InstallRefusedError(f"The extension '{extension_id}' is not installed.")
             self.claim(install_id, extension_id)
             progress.step("Removing files", from_version=installed.version)
-            swap = _Swap(target=self.registry.paths.extensions / extension_id)
-            if swap.target.exists():
+            target = self.registry.paths.extensions / extension_id
+            swap.target = target
+            if target.exists():
                 swap.trash = trash_dir_for(self.registry, install_id, extension_id)
-                swap.target.rename(swap.trash)
                 swap.swapped = True
+                target.rename(swap.trash)
             progress.step("Recording in the registry")
             now = utc_now()
             with self.registry.database.atomic():
@@ -503,7 +507,7 @@ class Installer:
 
     # -- failure ---------------------------------------------------------------------------------
 
-    def _fail(self, install_id: int, error: Exception, swap: _Swap | None, doing: str) -> None:
+    def _fail(self, install_id: int, error: Exception, swap: _Swap, doing: str) -> None:
         if isinstance(error, UserFacingError):
             message = str(error)
         elif isinstance(error, OSError):
@@ -514,7 +518,7 @@ class Installer:
                 f"An unexpected error stopped {doing} ({type(error).__name__}: {error}). "
                 "Nothing was changed; details are in the log file."
             )
-        if swap is not None and swap.swapped:
+        if swap.swapped:
             self._undo_swap(swap)
         try:
             self.registry.finish_operation(install_id, "FAILED", message)
@@ -522,13 +526,16 @@ class Installer:
             log.exception("could not record the failure of operation %s", install_id)
 
     def _undo_swap(self, swap: _Swap) -> None:
+        target = swap.target
+        if target is None:
+            return
         try:
-            if swap.trash is not None:
-                if swap.target.exists():
-                    remove_tree(swap.target)
-                swap.trash.rename(swap.target)
-            elif swap.target.exists():
-                remove_tree(swap.target)
+            if swap.trash is not None and swap.trash.exists():
+                if target.exists():
+                    remove_tree(target)
+                swap.trash.rename(target)
+            elif swap.trash is None and target.exists():
+                remove_tree(target)
         except OSError:
             # The next launch's recovery finds the trash and finishes putting it back.
             log.exception("could not undo the swap of %s", swap.target)

@@ -1,0 +1,380 @@
+"""The install pipeline end to end: registry rows, files on disk, refusals, failures, cancel."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from examples.build_examples import build_all
+from registry.doctor import diagnose, installed_files
+from registry.installer import CancelToken, Installer, InstallOptions, InstallPlan
+from registry.models import ExtensionConfig
+from registry.store import Registry
+
+APP_VERSION = "0.1.0"
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    built = build_all(tmp_path_factory.mktemp("examples"))
+    return {path.stem: path for path in built}
+
+
+@pytest.fixture
+def installer(registry: Registry) -> Installer:
+    return Installer(registry, APP_VERSION)
+
+
+def make_extension_zip(
+    path: Path,
+    manifest: dict[str, object],
+    files: dict[str, bytes] | None = None,
+    *,
+    top_folder: str = "",
+) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{top_folder}manifest.json", json.dumps(manifest))
+        for name, data in (files or {}).items():
+            archive.writestr(f"{top_folder}{name}", data)
+    return path
+
+
+def manifest(version: str = "1.0.0", **extra: object) -> dict[str, object]:
+    return {"id": "test.sample", "name": "Sample", "version": version, **extra}
+
+
+def assert_clean(registry: Registry) -> None:
+    """Nothing left in staging or trash, and the doctor agrees with the registry."""
+    assert list(registry.paths.staging.iterdir()) == []
+    assert list(registry.paths.trash.iterdir()) == []
+    assert diagnose(registry) == []
+
+
+def test_install_records_everything_and_writes_the_files(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    archive = examples["word-count"]
+    record = installer.install(archive)
+    assert record.status == "COMPLETED", record.error
+    assert (record.progress, record.current_step, record.kind) == (100, "Done", "INSTALL")
+    assert record.extension_id == "example.word-count"
+    assert (record.from_version, record.to_version) == (None, "1.2.0")
+    assert record.archive_sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert record.archive_path == str(archive)
+
+    extension = registry.get_extension("example.word-count")
+    assert extension is not None and extension.enabled
+    folder = registry.paths.extensions / "example.word-count"
+    assert extension.install_path == str(folder)
+    assert extension.permissions == ("filesystem-read",)
+    with zipfile.ZipFile(archive) as source:
+        expected = {info.filename: info.file_size for info in source.infolist()}
+        for name in expected:
+            assert (folder / name).read_bytes() == source.read(name)
+    assert installed_files(folder) == expected
+    assert record.file_count == len(expected)
+    assert record.total_bytes == sum(expected.values())
+    assert_clean(registry)
+
+
+def test_single_top_level_folder_is_stripped(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    archive = make_extension_zip(
+        tmp_path / "sample-main.zip", manifest(), {"lib/code.txt": b"x"}, top_folder="sample-main/"
+    )
+    record = installer.install(archive)
+    assert record.status == "COMPLETED", record.error
+    folder = registry.paths.extensions / "test.sample"
+    assert sorted(installed_files(folder)) == ["lib/code.txt", "manifest.json"]
+
+
+def test_progress_is_monotonic_and_throttled(
+    registry: Registry, installer: Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = {f"data/{n}.bin": bytes([n]) * 400_000 for n in range(40)}
+    archive = make_extension_zip(tmp_path / "big.zip", manifest(), payload)
+    writes: list[int] = []
+    original = registry.update_operation
+
+    def counting(install_id: int, **fields: object) -> None:
+        if "progress" in fields:
+            writes.append(int(str(fields["progress"])))
+        original(install_id, **fields)
+
+    monkeypatch.setattr(registry, "update_operation", counting)
+    record = installer.install(archive)
+    assert record.status == "COMPLETED", record.error
+    assert writes == sorted(writes)
+    assert writes[-1] <= 100 and record.progress == 100
+    # Step changes plus at most ~20 per second of extraction: far fewer than the 40 files/chunks.
+    assert len(writes) < 9 + 20 * 5
+
+
+def test_progress_seen_by_another_reader_never_goes_backwards(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    payload = {f"data/{n}.bin": bytes([n]) * 300_000 for n in range(30)}
+    archive = make_extension_zip(tmp_path / "big.zip", manifest(), payload)
+    install_id = installer.begin(archive)
+    seen: list[int] = []
+    worker = threading.Thread(
+        target=installer.install, args=(archive,), kwargs={"install_id": install_id}
+    )
+    worker.start()
+    while worker.is_alive():
+        seen.append(registry.get_operation(install_id).progress)
+    worker.join()
+    seen.append(registry.get_operation(install_id).progress)
+    assert seen == sorted(seen)
+    assert seen[-1] == 100
+
+
+def test_bad_archive_fails_clearly_and_changes_nothing(
+    registry: Registry, installer: Installer, examples: dict[str, Path], tmp_path: Path
+) -> None:
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+    folder = registry.paths.extensions / "example.hello-world"
+    before = installed_files(folder)
+    garbage = tmp_path / "hello-world-2.0.zip"
+    garbage.write_bytes(b"PK\x03\x04 this is not really a zip")
+    record = installer.install(garbage)
+    assert record.status == "FAILED"
+    assert record.error is not None and "hello-world-2.0.zip" in record.error
+    assert record.current_step == "Failed"
+    assert installed_files(folder) == before
+    extension = registry.get_extension("example.hello-world")
+    assert extension is not None and extension.version == "1.0.0"
+    assert_clean(registry)
+
+
+def test_invalid_manifest_reports_every_problem(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    archive = make_extension_zip(
+        tmp_path / "bad.zip", {"id": "Bad ID", "name": "", "version": "1.0", "permissions": ["x"]}
+    )
+    record = installer.install(archive)
+    assert record.status == "FAILED" and record.error is not None
+    for field in ("id:", "name:", "version:", "permissions[0]:"):
+        assert field in record.error
+    assert registry.list_extensions() == []
+
+
+def test_upgrade_keeps_user_settings_merges_defaults_and_drops_removed(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+    registry.set_config("example.hello-world", {"greeting": "Howdy", "repeat": 4})
+    plans: list[InstallPlan] = []
+
+    def confirm(plan: InstallPlan) -> bool:
+        plans.append(plan)
+        return True
+
+    record = installer.install(examples["hello-world-1.1"], confirm=confirm)
+    assert record.status == "COMPLETED", record.error
+    assert (record.kind, record.from_version, record.to_version) == ("UPGRADE", "1.0.0", "1.1.0")
+    assert plans[0].change == "Upgrade 1.0.0 → 1.1.0"
+    assert plans[0].config_removed == ("repeat",)
+    assert plans[0].config_added == ("punctuation",)
+    config = registry.get_config("example.hello-world")
+    assert config["greeting"] == "Howdy"
+    assert "repeat" not in config and "punctuation" in config
+    stored = {row.key for row in ExtensionConfig.select()}
+    assert stored == {"greeting"}
+    assert_clean(registry)
+
+
+def test_same_version_and_downgrade_need_explicit_consent(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    assert installer.install(examples["hello-world-1.1"]).status == "COMPLETED"
+    again = installer.install(examples["hello-world-1.1"])
+    assert again.status == "FAILED" and again.kind == "REINSTALL"
+    assert again.error is not None and "already installed" in again.error
+    older = installer.install(examples["hello-world"])
+    assert older.status == "FAILED" and older.kind == "DOWNGRADE"
+    assert older.error is not None and "Downgrade" in older.error
+
+    reinstall = installer.install(
+        examples["hello-world-1.1"], options=InstallOptions(allow_reinstall=True)
+    )
+    assert reinstall.status == "COMPLETED"
+    downgrade = installer.install(
+        examples["hello-world"], options=InstallOptions(allow_downgrade=True)
+    )
+    assert downgrade.status == "COMPLETED"
+    extension = registry.get_extension("example.hello-world")
+    assert extension is not None and extension.version == "1.0.0"
+    assert_clean(registry)
+
+
+def test_declined_confirmation_is_cancelled_and_writes_nothing(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    record = installer.install(examples["word-count"], confirm=lambda plan: False)
+    assert record.status == "FAILED"
+    assert record.error == "Cancelled: nothing was changed."
+    assert registry.list_extensions() == []
+    assert list(registry.paths.extensions.iterdir()) == []
+    assert_clean(registry)
+
+
+class CancelAfter(CancelToken):
+    """Asks to stop after ``checks`` looks, i.e. somewhere in the middle of the extraction."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.remaining = checks
+
+    @property
+    def cancelled(self) -> bool:
+        self.remaining -= 1
+        return self.remaining < 0
+
+
+def test_cancel_during_extraction_keeps_the_previous_version(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    first = make_extension_zip(tmp_path / "v1.zip", manifest("1.0.0"), {"a.txt": b"one"})
+    assert installer.install(first).status == "COMPLETED"
+    payload = {f"data/{n}.bin": bytes([n]) * 200_000 for n in range(20)}
+    second = make_extension_zip(tmp_path / "v2.zip", manifest("2.0.0"), payload)
+    record = installer.install(second, cancel=CancelAfter(12))
+    assert record.status == "FAILED" and record.error == "Cancelled: nothing was changed."
+    extension = registry.get_extension("test.sample")
+    assert extension is not None and extension.version == "1.0.0"
+    assert (registry.paths.extensions / "test.sample" / "a.txt").read_bytes() == b"one"
+    assert_clean(registry)
+
+
+def test_disk_full_during_commit_puts_the_old_version_back(
+    registry: Registry,
+    installer: Installer,
+    examples: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+    folder = registry.paths.extensions / "example.hello-world"
+    before = installed_files(folder)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(installer, "_commit_install", disk_full)
+    record = installer.install(examples["hello-world-1.1"])
+    assert record.status == "FAILED"
+    assert record.error is not None and record.error.startswith("The disk is full")
+    assert installed_files(folder) == before
+    extension = registry.get_extension("example.hello-world")
+    assert extension is not None and extension.version == "1.0.0"
+    assert_clean(registry)
+
+
+def test_incompatible_extension_is_refused(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    archive = make_extension_zip(tmp_path / "future.zip", manifest(min_app_version="99.0.0"))
+    record = installer.install(archive)
+    assert record.status == "FAILED"
+    assert record.error is not None and "needs Extension Manager 99.0.0 or newer" in record.error
+    assert registry.list_extensions() == []
+
+
+@pytest.mark.parametrize(
+    ("icon_name", "icon_bytes", "expected"),
+    [
+        ("missing.png", None, "is not a file in the archive"),
+        ("icon.png", b"GIF89a not a png at all....", "is not a PNG image"),
+        (
+            "icon.png",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x10\x00\x00\x00\x10\x00",
+            "4096×4096 pixels",
+        ),
+    ],
+    ids=["missing", "not-png", "too-large"],
+)
+def test_icon_is_checked_from_its_bytes(
+    installer: Installer, tmp_path: Path, icon_name: str, icon_bytes: bytes | None, expected: str
+) -> None:
+    files = {icon_name: icon_bytes} if icon_bytes is not None else {}
+    archive = make_extension_zip(tmp_path / "icon.zip", manifest(icon="icon.png"), files)
+    record = installer.install(archive)
+    assert record.status == "FAILED"
+    assert record.error is not None and expected in record.error
+
+
+def test_two_installs_at_once_both_succeed(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    results = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = installer.install(examples[name])
+        finally:
+            registry.database.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("hello-world", "word-count")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {r.status for r in results.values()} == {"COMPLETED"}, results
+    assert {e.id for e in registry.list_extensions()} == {
+        "example.hello-world",
+        "example.word-count",
+    }
+    assert_clean(registry)
+
+
+def test_second_install_of_the_same_extension_is_refused_while_one_runs(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    running = registry.create_operation("elsewhere.zip", extension_id="example.hello-world")
+    record = installer.install(examples["hello-world"])
+    assert record.status == "FAILED"
+    assert record.error is not None and f"operation (number {running})" in record.error
+    assert registry.get_operation(running).status == "INSTALLING"
+
+
+def test_uninstall_removes_files_row_and_settings_but_keeps_history(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    installed = installer.install(examples["hello-world"])
+    registry.set_config("example.hello-world", {"greeting": "Yo"})
+    record = installer.uninstall("example.hello-world")
+    assert (record.status, record.kind, record.progress) == ("COMPLETED", "UNINSTALL", 100)
+    assert record.from_version == "1.0.0"
+    assert registry.get_extension("example.hello-world") is None
+    assert not (registry.paths.extensions / "example.hello-world").exists()
+    assert ExtensionConfig.select().count() == 0
+    assert registry.get_operation(installed.install_id).status == "COMPLETED"
+    assert_clean(registry)
+
+
+def test_uninstall_of_unknown_extension_fails_clearly(installer: Installer) -> None:
+    record = installer.uninstall("example.nothing")
+    assert record.status == "FAILED"
+    assert record.error == "The extension 'example.nothing' is not installed."
+
+
+def test_nothing_is_written_outside_the_data_dir(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("manifest.json", json.dumps(manifest()))
+        archive.writestr("../outside/pwned.txt", "gotcha")
+    record = installer.install(tmp_path / "evil.zip")
+    assert record.status == "FAILED"
+    assert list(outside.iterdir()) == []
+    assert registry.list_extensions() == []
