@@ -143,7 +143,8 @@ def test_upgrade_from_version_1_keeps_data_and_foreign_key_children(v1_paths: Da
         gone = [op for op in registry.list_operations() if op.extension_id == "example.gone"]
         assert len(gone) == 1 and gone[0].kind == "INSTALL"
         # New operations continue the numbering instead of reusing ids.
-        assert registry.create_operation("new.zip") == max(int(str(row[0])) for row in installs_before) + 1
+        newest_before = max(int(str(row[0])) for row in installs_before)
+        assert registry.create_operation("new.zip") == newest_before + 1
         # Foreign keys are on again for normal connections.
         with pytest.raises(Exception, match="FOREIGN KEY"):
             registry.database.execute_sql(
