@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from gui.app import run_gui
 
     files = [Path(name).absolute() for name in args.files]
-    return run_gui(paths, files=files, smoke_test=args.smoke_test, started=started)
+    return run_gui(
+        paths, files=files, smoke_test=args.smoke_test, started=started, app_version=APP_VERSION
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 import assets
 from gui import messages
 from gui.main_window import MainWindow
+from gui.single_instance import InstanceServer, send_to_running_instance
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
 from registry.startup import OpenedRegistry, open_registry
@@ -69,6 +70,8 @@ class LaunchController(QObject):
         smoke_test: bool = False,
         started: float | None = None,
         opener: Callable[[DataPaths], OpenedRegistry] = open_registry,
+        app_version: str = APP_VERSION,
+        single_instance: bool = True,
     ) -> None:
         super().__init__()
         self.paths = paths
@@ -76,6 +79,8 @@ class LaunchController(QObject):
         self.smoke_test = smoke_test
         self.started = started if started is not None else time.perf_counter()
         self.opener = opener
+        self.app_version = app_version
+        self.single_instance = single_instance and not smoke_test
         self.window: MainWindow | None = None
         self.opened: OpenedRegistry | None = None
         self.exit_code: int | None = None
@@ -105,13 +110,20 @@ class LaunchController(QObject):
 
     def _on_opened(self, opened: OpenedRegistry) -> None:
         self.opened = opened
-        self.window = MainWindow(opened.registry)
+        self.window = MainWindow(opened.registry, self.app_version)
         if self.smoke_test:
             # Report after the paint event has fully returned, not from inside it.
             self.window.first_painted.connect(
                 self._report_ready, Qt.ConnectionType.QueuedConnection
             )
         self.window.show()
+        if self.single_instance:
+            # From now on a second launch for this data folder hands its files to this window.
+            server = InstanceServer(self.paths.root, self.window)
+            server.start()
+            self.window.attach_instance_server(server)
+        if self.files:
+            self.window.install_files(self.files)
         self.window_shown.emit(self.window)
 
     def _report_ready(self) -> None:
@@ -168,7 +180,12 @@ def display_problem() -> str | None:
 
 
 def run_gui(
-    paths: DataPaths, *, files: list[Path], smoke_test: bool, started: float | None = None
+    paths: DataPaths,
+    *,
+    files: list[Path],
+    smoke_test: bool,
+    started: float | None = None,
+    app_version: str = APP_VERSION,
 ) -> int:
     if smoke_test and display_problem():
         # The smoke test only needs to render once; it does not need a screen.
@@ -178,9 +195,14 @@ def run_gui(
         print(f"extension-manager: {problem}", file=sys.stderr)
         return 1
     app = ensure_application()
+    if not smoke_test and send_to_running_instance(paths.root, files):
+        log.info("handed %d file(s) to the window already running", len(files))
+        return 0
     if not smoke_test:
         install_exception_hook()
-    controller = LaunchController(paths, files=files, smoke_test=smoke_test, started=started)
+    controller = LaunchController(
+        paths, files=files, smoke_test=smoke_test, started=started, app_version=app_version
+    )
     controller.start()
     code = app.exec()
     if controller.opened is not None and controller.exit_code is None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
 
 from registry.store import ExtensionRecord
 
@@ -14,15 +17,59 @@ NAME, VERSION, ENABLED, INSTALLED, IDENTIFIER = range(len(COLUMNS))
 RecordRole = Qt.ItemDataRole.UserRole + 1
 
 
+def icon_file(record: ExtensionRecord) -> Path | None:
+    """The extension's icon inside its own folder; a path that escapes the folder is ignored."""
+    if not record.icon_path:
+        return None
+    folder = Path(record.install_path)
+    candidate = folder / record.icon_path
+    try:
+        if not candidate.resolve().is_relative_to(folder.resolve()):
+            return None
+    except OSError:
+        return None
+    return candidate if candidate.is_file() else None
+
+
+class IconCache:
+    """One QIcon per extension version, read from disk once; the app icon when there is none."""
+
+    def __init__(self) -> None:
+        self._icons: dict[tuple[str, str], QIcon] = {}
+
+    def icon(self, record: ExtensionRecord) -> QIcon:
+        key = (record.id, record.updated_at)
+        icon = self._icons.get(key)
+        if icon is None:
+            path = icon_file(record)
+            icon = QIcon(str(path)) if path is not None else QIcon()
+            if icon.isNull():
+                icon = QApplication.windowIcon()
+            self._icons[key] = icon
+        return icon
+
+    def forget_others(self, records: list[ExtensionRecord]) -> None:
+        keep = {(record.id, record.updated_at) for record in records}
+        self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
+
+
 class ExtensionsModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self._records: list[ExtensionRecord] = []
+        self.icons = IconCache()
 
     def set_records(self, records: list[ExtensionRecord]) -> None:
         self.beginResetModel()
         self._records = list(records)
+        self.icons.forget_others(self._records)
         self.endResetModel()
+
+    def row_of(self, extension_id: str) -> int | None:
+        for row, record in enumerate(self._records):
+            if record.id == extension_id:
+                return row
+        return None
 
     def record(self, row: int) -> ExtensionRecord:
         return self._records[row]
@@ -58,6 +105,8 @@ class ExtensionsModel(QAbstractTableModel):
                 return record.installed_at[:16].replace("T", " ")
             if column == IDENTIFIER:
                 return record.id
+        if role == Qt.ItemDataRole.DecorationRole and column == NAME:
+            return self.icons.icon(record)
         if role == Qt.ItemDataRole.ToolTipRole and column == NAME:
             return record.description or record.id
         return None

@@ -1,11 +1,40 @@
-"""The main window: installed extensions (model/view), an empty state, and the status bar."""
+"""The main window: installed extensions and their details, the activity, live operations.
+
+Every way of installing — the file dialog, a drop, files given on the command line or handed
+over by a second launch — ends in ``install_files``. The window reads the registry on the GUI
+thread (short reads only); every write runs on a worker of ``self.pool``.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QKeySequence, QPaintEvent, QShortcut
+import platform
+import sqlite3
+from pathlib import Path
+
+import PySide6
+from PySide6.QtCore import (
+    QSettings,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+    qVersion,
+)
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+    QPaintEvent,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
+    QFrame,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -13,25 +42,59 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from gui.extensions_model import IDENTIFIER, ExtensionsModel
-from registry.store import Registry
+from gui import desktop, messages
+from gui.activity_view import ActivityView
+from gui.config_dialog import ConfigDialog
+from gui.details_pane import DetailsPane
+from gui.doctor_dialog import DoctorDialog
+from gui.extensions_model import ENABLED, IDENTIFIER, INSTALLED, NAME, VERSION, ExtensionsModel
+from gui.install_panel import InstallPanel
+from gui.single_instance import InstanceServer
+from gui.workers import WorkerPool
+from registry.installer import Installer
+from registry.store import ExtensionRecord, OperationRecord, Registry
 
 EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
+DEFAULT_APP_VERSION = "0.1.0"
+ZIP_FILTER = "Extension archives (*.zip)"
+DROP_HIGHLIGHT = (
+    "QFrame#dropArea { border: 2px dashed palette(highlight); "
+    "background-color: palette(alternate-base); }"
+)
+
+
+def local_paths(urls: list[PySide6.QtCore.QUrl]) -> list[Path]:
+    return [Path(url.toLocalFile()) for url in urls if url.isLocalFile()]
+
+
+def is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip"
 
 
 class MainWindow(QMainWindow):
     first_painted = Signal()
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, app_version: str = DEFAULT_APP_VERSION) -> None:
         super().__init__()
         self.registry = registry
+        self.app_version = app_version
         self._painted = False
+        self._closed = False
+        self.drop_active = False
+        self.instance_server: InstanceServer | None = None
+        self.config_dialog: ConfigDialog | None = None
+        self.doctor_dialog: DoctorDialog | None = None
         self.setWindowTitle("Extension Manager")
         self.setObjectName("MainWindow")
+        self.setAcceptDrops(True)
+
+        self.pool = WorkerPool(self)
+        self.installer = Installer(registry, app_version)
 
         self.extensions_model = ExtensionsModel()
         self.proxy_model = QSortFilterProxyModel(self)
@@ -54,9 +117,14 @@ class MainWindow(QMainWindow):
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        for column in (VERSION, ENABLED, INSTALLED):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setColumnHidden(IDENTIFIER, True)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
         self.empty_label = QLabel(EMPTY_STATE_TEXT)
         self.empty_label.setObjectName("emptyState")
@@ -70,34 +138,345 @@ class MainWindow(QMainWindow):
 
         list_panel = QWidget()
         list_layout = QVBoxLayout(list_panel)
-        list_layout.setContentsMargins(6, 6, 6, 6)
+        list_layout.setContentsMargins(0, 6, 0, 0)
         list_layout.addWidget(self.filter_edit)
         list_layout.addWidget(self.list_stack)
 
+        self.activity_view = ActivityView(registry)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.addTab(list_panel, "Extensions")
+        self.tabs.addTab(self.activity_view, "Activity")
+        self.tabs.setAccessibleName("Extensions and activity")
+
+        self.details = DetailsPane()
+        self.details.enable_requested.connect(self.set_enabled)
+        self.details.uninstall_requested.connect(self.uninstall)
+        self.details.configure_requested.connect(self.configure)
+        self.details.open_folder_requested.connect(lambda path: self.open_folder(Path(path)))
+
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
-        self.splitter.addWidget(list_panel)
-        self.setCentralWidget(self.splitter)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([560, 400])
+
+        self.install_panel = InstallPanel(registry, self.installer, self.pool)
+        self.install_panel.operation_finished.connect(self._on_operation_finished)
+
+        self.drop_area = QFrame()
+        self.drop_area.setObjectName("dropArea")
+        central_layout = QVBoxLayout(self.drop_area)
+        central_layout.setContentsMargins(6, 6, 6, 0)
+        central_layout.addWidget(self.splitter, 1)
+        central_layout.addWidget(self.install_panel)
+        self.setCentralWidget(self.drop_area)
 
         self.schema_label = QLabel()
         self.data_dir_label = QLabel()
         self.statusBar().addWidget(self.schema_label)
         self.statusBar().addPermanentWidget(self.data_dir_label)
 
-        QShortcut(QKeySequence.StandardKey.Find, self, self.filter_edit.setFocus)
-        QShortcut(QKeySequence(Qt.Key.Key_F5), self, self.refresh)
+        self._build_actions()
+        QShortcut(QKeySequence.StandardKey.Find, self, self._focus_filter)
 
         self.resize(960, 600)
         self.restore_geometry()
         self.refresh()
 
+    # -- menus and shortcuts ---------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        menu_bar = self.menuBar()
+        file_menu = menu_bar.addMenu("&File")
+        self.install_action = QAction("&Install from file…", self)
+        self.install_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.install_action.triggered.connect(self.choose_files)
+        file_menu.addAction(self.install_action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        extension_menu = menu_bar.addMenu("&Extension")
+        self.toggle_action = QAction("&Disable", self)
+        self.toggle_action.triggered.connect(self.details._toggle_enabled)
+        self.configure_action = QAction("&Configure…", self)
+        self.configure_action.triggered.connect(self.details._configure)
+        self.open_folder_action = QAction("&Open folder", self)
+        self.open_folder_action.triggered.connect(self.details._open_folder)
+        self.uninstall_action = QAction("&Uninstall…", self)
+        self.uninstall_action.setShortcut(QKeySequence(Qt.Key.Key_Delete))
+        # Only while the list has focus: Delete in the filter box deletes text.
+        self.uninstall_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.uninstall_action.triggered.connect(self.details._uninstall)
+        self.table.addAction(self.uninstall_action)
+        for action in (self.toggle_action, self.configure_action, self.open_folder_action):
+            extension_menu.addAction(action)
+        extension_menu.addSeparator()
+        extension_menu.addAction(self.uninstall_action)
+
+        view_menu = menu_bar.addMenu("&View")
+        extensions_action = QAction("&Extensions", self)
+        extensions_action.setShortcut(QKeySequence("Ctrl+1"))
+        extensions_action.triggered.connect(lambda: self.tabs.setCurrentIndex(0))
+        self.activity_action = QAction("&Activity", self)
+        self.activity_action.setShortcut(QKeySequence("Ctrl+H"))
+        self.activity_action.triggered.connect(self.show_activity)
+        refresh_action = QAction("&Refresh", self)
+        refresh_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
+        refresh_action.triggered.connect(self.refresh)
+        for action in (extensions_action, self.activity_action, refresh_action):
+            view_menu.addAction(action)
+
+        tools_menu = menu_bar.addMenu("&Tools")
+        check_action = QAction("&Check registry…", self)
+        check_action.triggered.connect(self.check_registry)
+        tools_menu.addAction(check_action)
+
+        help_menu = menu_bar.addMenu("&Help")
+        about_action = QAction("&About Extension Manager", self)
+        about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        about_action.triggered.connect(self.show_about)
+        help_menu.addAction(about_action)
+        self._update_actions()
+
+    def _focus_filter(self) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.filter_edit.setFocus()
+        self.filter_edit.selectAll()
+
+    def _update_actions(self) -> None:
+        record = self.details.record
+        for action in (
+            self.toggle_action,
+            self.configure_action,
+            self.open_folder_action,
+            self.uninstall_action,
+        ):
+            action.setEnabled(record is not None)
+        if record is not None:
+            self.toggle_action.setText("&Disable" if record.enabled else "&Enable")
+            self.configure_action.setEnabled(bool(record.config_defaults))
+
+    # -- reading the registry --------------------------------------------------------------------
+
     def refresh(self) -> None:
         """Re-read the extensions and the schema version from the registry."""
+        selected = self.selected_extension_id()
         self.extensions_model.set_records(self.registry.list_extensions())
         has_rows = self.extensions_model.rowCount() > 0
         self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
         self.schema_label.setText(f"Schema version {self.registry.schema_version()}")
         self.data_dir_label.setText(f"Data: {self.registry.paths.root}")
+        if selected is not None:
+            self.select_extension(selected)
+        self._show_details(self.selected_record())
+        self.activity_view.refresh()
+
+    def selected_record(self) -> ExtensionRecord | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        source = self.proxy_model.mapToSource(rows[0])
+        return self.extensions_model.record(source.row()) if source.isValid() else None
+
+    def selected_extension_id(self) -> str | None:
+        record = self.selected_record()
+        return record.id if record is not None else None
+
+    def select_extension(self, extension_id: str) -> bool:
+        row = self.extensions_model.row_of(extension_id)
+        if row is None:
+            return False
+        index = self.proxy_model.mapFromSource(self.extensions_model.index(row, NAME))
+        if not index.isValid():
+            return False
+        self.table.selectRow(index.row())
+        self.table.setCurrentIndex(index)
+        return True
+
+    def _on_selection_changed(self, *_ranges: object) -> None:
+        self._show_details(self.selected_record())
+
+    def _show_details(self, record: ExtensionRecord | None) -> None:
+        icon = self.extensions_model.icons.icon(record) if record is not None else None
+        self.details.show_record(record, icon)
+        self._update_actions()
+
+    def _on_operation_finished(self, record: OperationRecord) -> None:
+        if self._closed:
+            return
+        self.refresh()
+        if record.status == "COMPLETED":
+            what = record.extension_id or Path(record.archive_path).name
+            self.statusBar().showMessage(f"{record.kind.capitalize()} of {what} finished.", 5000)
+
+    # -- installing ------------------------------------------------------------------------------
+
+    def install_files(self, paths: list[Path]) -> int:
+        """Start one install per archive; returns how many started.
+
+        Anything that is not an existing .zip refuses the whole batch with a message naming
+        the files, before the registry is touched.
+        """
+        unique = list(dict.fromkeys(path.absolute() for path in paths))
+        not_zips = [path for path in unique if not is_zip(path)]
+        missing = [path for path in unique if is_zip(path) and not path.is_file()]
+        if not_zips or missing:
+            parts = []
+            if not_zips:
+                names = ", ".join(path.name or str(path) for path in not_zips)
+                parts.append(f"These are not extension archives (.zip files): {names}.")
+            if missing:
+                names = ", ".join(str(path) for path in missing)
+                parts.append(f"These files cannot be found: {names}.")
+            parts.append("Nothing was installed. Choose or drop only .zip files.")
+            messages.show_error(self, "Cannot install these files", " ".join(parts))
+            return 0
+        for path in unique:
+            self.install_panel.start_install(path)
+        return len(unique)
+
+    def choose_files(self) -> None:
+        settings = QSettings()
+        start_dir = str(settings.value("install/lastDir", str(Path.home())))
+        names, _filter = QFileDialog.getOpenFileNames(
+            self, "Install extensions", start_dir, ZIP_FILTER
+        )
+        if not names:
+            return
+        paths = [Path(name) for name in names]
+        settings.setValue("install/lastDir", str(paths[0].parent))
+        self.install_files(paths)
+
+    def receive_files(self, paths: list[Path]) -> None:
+        """Files handed over by a second launch: come to the front, then install them."""
+        if self.isMinimized():
+            self.showNormal()
+        self.raise_()
+        self.activateWindow()
+        if paths:
+            self.install_files(paths)
+
+    def attach_instance_server(self, server: InstanceServer) -> None:
+        self.instance_server = server
+        server.files_received.connect(self.receive_files)
+
+    # -- drag and drop ---------------------------------------------------------------------------
+
+    def _set_drop_active(self, active: bool) -> None:
+        self.drop_active = active
+        self.drop_area.setStyleSheet(DROP_HIGHLIGHT if active else "")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        paths = local_paths(event.mimeData().urls()) if event.mimeData().hasUrls() else []
+        if not paths:
+            event.ignore()
+            return
+        # Accept any local files, so that a drop of the wrong kind can be explained; highlight
+        # only when there is something installable.
+        event.acceptProposedAction()
+        self._set_drop_active(any(is_zip(path) for path in paths))
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self._set_drop_active(False)
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self._set_drop_active(False)
+        paths = local_paths(event.mimeData().urls())
+        event.acceptProposedAction()
+        self.install_files(paths)
+
+    # -- managing --------------------------------------------------------------------------------
+
+    def set_enabled(self, extension_id: str, enabled: bool) -> None:
+        registry = self.registry
+        self.details.set_busy(True)
+
+        def done(_result: object) -> None:
+            self.details.set_busy(False)
+            self.refresh()
+
+        def failed(message: str, details: str) -> None:
+            self.details.set_busy(False)
+            messages.show_error(self, "Could not change the extension", message, details)
+            self.refresh()
+
+        self.pool.start(
+            lambda: registry.set_enabled(extension_id, enabled),
+            registry=registry,
+            on_success=done,
+            on_failure=failed,
+        )
+
+    def uninstall(self, extension_id: str) -> None:
+        record = self.registry.get_extension(extension_id)
+        if record is None:
+            self.refresh()
+            return
+        if not messages.ask(
+            self,
+            f"Uninstall {record.name}?",
+            f"{record.name} {record.version} will be removed, with its files and settings. "
+            "Its install history is kept.",
+            "Uninstall",
+        ):
+            return
+        self.install_panel.start_uninstall(record.id, record.name)
+
+    def configure(self, extension_id: str) -> None:
+        record = self.registry.get_extension(extension_id)
+        if record is None:
+            self.refresh()
+            return
+        dialog = ConfigDialog(
+            self.registry, self.pool, record, self.registry.get_config(extension_id), self
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(lambda _id: self.refresh())
+        dialog.destroyed.connect(lambda: setattr(self, "config_dialog", None))
+        self.config_dialog = dialog
+        dialog.open()
+
+    def open_folder(self, path: Path) -> None:
+        if not desktop.open_folder(path):
+            messages.show_error(
+                self, "Cannot open the folder", f"The file manager could not open {path}."
+            )
+
+    def show_activity(self) -> None:
+        self.tabs.setCurrentWidget(self.activity_view)
+
+    def check_registry(self) -> None:
+        dialog = DoctorDialog(self.registry, self.pool, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.repaired.connect(self.refresh)
+        dialog.destroyed.connect(lambda: setattr(self, "doctor_dialog", None))
+        self.doctor_dialog = dialog
+        dialog.open()
+        dialog.check()
+
+    def about_text(self) -> str:
+        return (
+            f"Extension Manager {self.app_version}\n\n"
+            f"Qt {qVersion()} (PySide6 {PySide6.__version__})\n"
+            f"SQLite {sqlite3.sqlite_version}\n"
+            f"Python {platform.python_version()}\n\n"
+            f"Registry schema version {self.registry.schema_version()}\n"
+            f"Data folder: {self.registry.paths.root}"
+        )
+
+    def show_about(self) -> None:
+        messages.show_info(self, "About Extension Manager", self.about_text())
 
     # -- persistence of size, position and splitter ---------------------------------------------
 
@@ -115,8 +494,20 @@ class MainWindow(QMainWindow):
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/splitter", self.splitter.saveState())
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._closed:
+            self.install_panel.start_scanning()
+
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.save_geometry()
+        if not self._closed:
+            self._closed = True
+            self.save_geometry()
+            if self.instance_server is not None:
+                self.instance_server.close()
+            # Cancel what can be cancelled and wait: no worker may outlive the window.
+            self.install_panel.shutdown()
+            self.pool.wait()
         super().closeEvent(event)
 
     def paintEvent(self, event: QPaintEvent) -> None:

@@ -1,0 +1,269 @@
+"""Every performance ratio of DESIGN.md in one table, measured side by side in one run.
+
+    python benchmarks/run_all.py [--quick]
+
+Each comparison interleaves the app and its floor run after run and takes medians, so that a
+busy machine slows both alike. Nothing here is part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from registry.paths import DataPaths  # noqa: E402
+from registry.startup import open_registry  # noqa: E402
+
+PYTHON = sys.executable
+MAIN = str(REPO_ROOT / "main.py")
+BARE_WINDOW = str(REPO_ROOT / "benchmarks" / "bare_window.py")
+OFFSCREEN = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+
+
+@dataclass
+class Result:
+    name: str
+    measured: float
+    floor: float
+    unit: str
+    target: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.measured / self.floor if self.floor else float("inf")
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env or OFFSCREEN, capture_output=True)
+    return time.perf_counter() - started
+
+
+def interleaved(
+    runs: int, app: Callable[[int], float], floor: Callable[[int], float]
+) -> tuple[float, float]:
+    app_times, floor_times = [], []
+    for run in range(runs):
+        floor_times.append(floor(run))
+        app_times.append(app(run))
+    return statistics.median(app_times), statistics.median(floor_times)
+
+
+def bench_launch(work: Path, runs: int) -> Result:
+    def app(run: int) -> float:
+        return timed([PYTHON, MAIN, "--data-dir", str(work / f"launch-{run}"), "--smoke-test"])
+
+    app_s, floor_s = interleaved(runs, app, lambda run: timed([PYTHON, BARE_WINDOW]))
+    return Result(
+        "Launch, fresh data dir (all migrations) vs bare PySide6 window",
+        app_s * 1000,
+        floor_s * 1000,
+        "ms",
+        1.25,
+    )
+
+
+def make_payload_zip(path: Path, total_mib: int) -> Path:
+    """Half random (incompressible) and half text-like data, like real extensions."""
+    rng = random.Random(1234)
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(7)) for _ in range(500)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr(
+            "manifest.json",
+            '{"id": "bench.payload", "name": "Payload", "version": "1.0.0"}',
+        )
+        for index in range(total_mib):
+            if index % 2:
+                data = rng.randbytes(1024 * 1024)
+            else:
+                data = b" ".join(rng.choice(words) for _ in range(131_072))[: 1024 * 1024]
+            archive.writestr(f"data/part-{index:03d}.bin", data)
+    return path
+
+
+def bench_install(work: Path, runs: int, size_mib: int) -> Result:
+    archive = make_payload_zip(work / "payload.zip", size_mib)
+
+    def app(run: int) -> float:
+        data = work / f"install-{run}"
+        return timed([PYTHON, MAIN, "--data-dir", str(data), "install", "--yes", str(archive)])
+
+    def floor(run: int) -> float:
+        target = work / f"unzip-{run}"
+        elapsed = timed([PYTHON, "-m", "zipfile", "-e", str(archive), str(target)])
+        shutil.rmtree(target)
+        return elapsed
+
+    app_s, floor_s = interleaved(runs, app, floor)
+    return Result(
+        f"Install of a {size_mib} MiB zip (whole command) vs python -m zipfile -e",
+        app_s * 1000,
+        floor_s * 1000,
+        "ms",
+        1.25,
+    )
+
+
+def bench_gui_stall(work: Path, size_mib: int) -> Result:
+    """Longest gap between 1 ms heartbeats on the GUI thread while the window installs."""
+    archive = make_payload_zip(work / "stall.zip", size_mib)
+    script = REPO_ROOT / "benchmarks" / "gui_stall.py"
+    result = subprocess.run(
+        [PYTHON, str(script), str(work / "stall-data"), str(archive)],
+        check=True,
+        env=OFFSCREEN,
+        capture_output=True,
+        text=True,
+    )
+    stall_ms, idle_ms = (float(x) for x in result.stdout.split())
+    return Result(
+        f"Longest GUI-thread stall during a {size_mib} MiB install vs idle window",
+        stall_ms,
+        idle_ms,
+        "ms",
+        None,
+        note="target: under 50 ms (stretch 16 ms)",
+    )
+
+
+def populate(db_path: Path, extensions: int, operations: int) -> None:
+    connection = sqlite3.connect(db_path)
+    now = "2026-01-01T00:00:00+00:00"
+    with connection:
+        connection.executemany(
+            "INSERT INTO extensions (id, name, version, install_path, installed_at, updated_at,"
+            " manifest) VALUES (?, ?, '1.0.0', ?, ?, ?, '{}')",
+            (
+                (f"bench.ext-{n:05d}", f"Extension {n:05d}", f"/x/bench.ext-{n:05d}", now, now)
+                for n in range(extensions)
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO extension_installs (extension_id, archive_path, status, progress,"
+            " current_step, started_at, ended_at) VALUES (?, ?, 'COMPLETED', 100, 'Done', ?, ?)",
+            (
+                (f"bench.ext-{n % max(extensions, 1):05d}", f"/zips/{n}.zip", now, now)
+                for n in range(operations)
+            ),
+        )
+    connection.close()
+
+
+def bench_window_scale(work: Path, runs: int) -> Result:
+    empty, full = DataPaths(work / "scale-empty"), DataPaths(work / "scale-full")
+    for paths in (empty, full):
+        open_registry(paths).registry.close()
+    populate(full.database, 10_000, 100_000)
+
+    def launch(paths: DataPaths) -> Callable[[int], float]:
+        return lambda run: timed([PYTHON, MAIN, "--data-dir", str(paths.root), "--smoke-test"])
+
+    app_s, floor_s = interleaved(runs, launch(full), launch(empty))
+    return Result(
+        "Window open, 10,000 extensions + 100,000 operations vs empty registry",
+        app_s * 1000,
+        floor_s * 1000,
+        "ms",
+        1.5,
+    )
+
+
+def bench_migration(work: Path, runs: int) -> Result:
+    from tests.fixtures.make_fixtures import make_version_1
+
+    source = work / "v1-large.db"
+    make_version_1(source)
+    connection = sqlite3.connect(source)
+    with connection:
+        connection.execute("DELETE FROM extension_configs")
+        connection.execute("DELETE FROM extensions")
+        connection.execute("DELETE FROM extension_installs")
+    connection.close()
+    populate(source, 10_000, 100_000)
+
+    def migrate(run: int) -> float:
+        paths = DataPaths(work / f"migrate-{run}")
+        paths.root.mkdir()
+        shutil.copyfile(source, paths.database)
+        started = time.perf_counter()
+        open_registry(paths).registry.close()
+        return time.perf_counter() - started
+
+    def copy(run: int) -> float:
+        started = time.perf_counter()
+        shutil.copyfile(source, work / f"copy-{run}.db")
+        return time.perf_counter() - started
+
+    app_s, floor_s = interleaved(runs, migrate, copy)
+    return Result(
+        "Migrate a 100,000-operation v1 registry (verified backup + upgrade) vs a file copy",
+        app_s * 1000,
+        floor_s * 1000,
+        "ms",
+        None,
+        note="no floor set; reported to watch",
+    )
+
+
+def print_table(results: list[Result]) -> None:
+    print(f"\nMachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+    print("| Measurement | App | Floor | Ratio | Target |")
+    print("|---|---:|---:|---:|---|")
+    for r in results:
+        if r.target is not None:
+            verdict = "met" if r.ratio <= r.target else "MISSED"
+            target = f"≤ {r.target:.2f}x ({verdict})"
+        else:
+            target = r.note
+        print(
+            f"| {r.name} | {r.measured:.0f} {r.unit} | {r.floor:.0f} {r.unit} "
+            f"| {r.ratio:.2f}x | {target} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer runs and a smaller zip")
+    args = parser.parse_args()
+    runs = 3 if args.quick else 7
+    size = 20 if args.quick else 100
+    with tempfile.TemporaryDirectory(prefix="em-bench-") as temp:
+        work = Path(temp)
+        results = []
+        benches: list[Callable[[], Result]] = [
+            lambda: bench_launch(work, runs),
+            lambda: bench_install(work, max(3, runs // 2), size),
+            lambda: bench_gui_stall(work, size),
+            lambda: bench_window_scale(work, runs),
+            lambda: bench_migration(work, 3),
+        ]
+        for bench in benches:
+            result = bench()
+            print(
+                f"{result.name}: {result.measured:.0f} {result.unit} vs {result.floor:.0f} "
+                f"{result.unit} ({result.ratio:.2f}x)",
+                flush=True,
+            )
+            results.append(result)
+        print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

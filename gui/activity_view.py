@@ -1,0 +1,160 @@
+"""Every operation the registry remembers, newest first (model/view, loaded page by page).
+
+A registry can hold a hundred thousand operation records; the view loads the newest page when it
+is first shown and more as the person scrolls down (``canFetchMore``/``fetchMore``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor, QShowEvent
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+from gui.install_panel import change_text
+from registry.errors import RegistryError
+from registry.store import OperationRecord, Registry
+
+log = logging.getLogger(__name__)
+
+Index = QModelIndex | QPersistentModelIndex
+COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Error")
+TIME, FILE, EXTENSION, CHANGE, STATUS, ERROR = range(len(COLUMNS))
+PAGE_SIZE = 500
+STATUS_WORDS = {
+    "INSTALLING": "Installing",
+    "UNINSTALLING": "Uninstalling",
+    "COMPLETED": "Completed",
+    "FAILED": "Failed",
+}
+
+
+class ActivityModel(QAbstractTableModel):
+    def __init__(self, registry: Registry) -> None:
+        super().__init__()
+        self.registry = registry
+        self._records: list[OperationRecord] = []
+        self._more = False
+        self.loaded = False
+
+    def reload(self) -> None:
+        """Re-read as many of the newest operations as are shown now (at least a page)."""
+        wanted = max(PAGE_SIZE, len(self._records))
+        try:
+            records = self.registry.list_operations(limit=wanted)
+        except RegistryError as error:
+            log.warning("could not read the activity: %s", error)
+            return
+        self.beginResetModel()
+        self._records = records
+        self._more = len(records) == wanted
+        self.loaded = True
+        self.endResetModel()
+
+    def record(self, row: int) -> OperationRecord:
+        return self._records[row]
+
+    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        return not parent.isValid() and self._more
+
+    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
+        if parent.isValid() or not self._records:
+            return
+        # Without a "before id" filter in the registry API, ask for a longer newest-first list
+        # and keep the part not shown yet.
+        shown = len(self._records)
+        try:
+            records = self.registry.list_operations(limit=shown + PAGE_SIZE)
+        except RegistryError as error:
+            log.warning("could not read more activity: %s", error)
+            return
+        oldest_shown = self._records[-1].install_id
+        extra = [r for r in records if r.install_id < oldest_shown]
+        self._more = len(records) == shown + PAGE_SIZE
+        if extra:
+            self.beginInsertRows(QModelIndex(), shown, shown + len(extra) - 1)
+            self._records.extend(extra)
+            self.endInsertRows()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._records)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        record = self._records[index.row()]
+        column = index.column()
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            if column == TIME:
+                return record.started_at[:19].replace("T", " ")
+            if column == FILE:
+                if role == Qt.ItemDataRole.ToolTipRole:
+                    return record.archive_path or None
+                return Path(record.archive_path).name if record.archive_path else ""
+            if column == EXTENSION:
+                return record.extension_id or ""
+            if column == CHANGE:
+                return change_text(record)
+            if column == STATUS:
+                return STATUS_WORDS.get(record.status, record.status)
+            if column == ERROR:
+                return record.error or ""
+        if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
+            if record.status == "FAILED":
+                return QBrush(QColor("#b3261e"))
+            if record.status == "COMPLETED":
+                return QBrush(QColor("#1b7f3b"))
+        return None
+
+
+class ActivityView(QTableView):
+    """Loads on first show; afterwards ``refresh()`` re-reads (cheaply skipped while hidden)."""
+
+    def __init__(self, registry: Registry, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("activityView")
+        self.setAccessibleName("Activity: every install, upgrade and uninstall")
+        self.activity_model = ActivityModel(registry)
+        self.setModel(self.activity_model)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setWordWrap(False)
+        self.verticalHeader().hide()
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for column, width in (
+            (TIME, 125),
+            (FILE, 110),
+            (EXTENSION, 140),
+            (CHANGE, 95),
+            (STATUS, 80),
+        ):
+            self.setColumnWidth(column, width)
+        self._stale = True
+
+    def refresh(self) -> None:
+        if self.isVisible():
+            self.activity_model.reload()
+            self._stale = False
+        else:
+            self._stale = True
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.activity_model.reload()
+            self._stale = False

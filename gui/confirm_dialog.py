@@ -1,0 +1,114 @@
+"""The one confirmation shown before an install writes anything.
+
+It combines what the person needs to decide: which extension, which version change, who made
+it, what it can do and what it asks permission for. Tests replace ``ConfirmDialog.ask``.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+from registry.installer import InstallPlan, format_bytes
+
+ACCEPT_LABELS = {
+    "INSTALL": "Install",
+    "UPGRADE": "Upgrade",
+    "REINSTALL": "Reinstall",
+    "DOWNGRADE": "Downgrade",
+}
+
+
+def _label(text: str, *, rich: bool = False) -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+class ConfirmDialog(QDialog):
+    def __init__(self, plan: InstallPlan, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plan = plan
+        manifest = plan.manifest
+        verb = ACCEPT_LABELS[plan.kind]
+        self.setWindowTitle(f"{verb} {manifest.name}?")
+        self.setObjectName("confirmDialog")
+        self.setMinimumWidth(460)
+
+        heading = _label(
+            f"<span style='font-size:15pt; font-weight:600'>{escape(manifest.name)}</span>"
+            f"<br><span style='color:gray'>{escape(manifest.id)} · version "
+            f"{escape(str(manifest.version))}</span>",
+            rich=True,
+        )
+        self.change_label = _label(plan.change)
+        change_font = self.change_label.font()
+        change_font.setBold(True)
+        self.change_label.setFont(change_font)
+        if plan.kind == "DOWNGRADE":
+            self.change_label.setStyleSheet("color: #b3261e;")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        if manifest.description:
+            form.addRow("Description:", _label(manifest.description))
+        form.addRow("Author:", _label(manifest.author or "Not given"))
+        form.addRow(
+            "Capabilities:",
+            _label(", ".join(manifest.capabilities) if manifest.capabilities else "None"),
+        )
+        if plan.permissions:
+            items = "".join(
+                f"<li>{escape(words)} <span style='color:gray'>({escape(name)})</span></li>"
+                for name, words in plan.permissions
+            )
+            self.permissions_label = _label(
+                f"It asks permission to:<ul style='margin:0'>{items}</ul>", rich=True
+            )
+        else:
+            self.permissions_label = _label("It asks for no permissions.")
+        form.addRow("Permissions:", self.permissions_label)
+        if plan.config_added:
+            form.addRow("New settings:", _label(", ".join(plan.config_added)))
+        if plan.config_removed:
+            form.addRow("Settings removed:", _label(", ".join(plan.config_removed)))
+        form.addRow(
+            "Contents:", _label(f"{plan.file_count} files, {format_bytes(plan.total_bytes)}")
+        )
+        form.addRow("File:", _label(str(plan.archive_path)))
+
+        self.buttons = QDialogButtonBox()
+        self.accept_button = self.buttons.addButton(verb, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.accept_button.setAccessibleName(f"{verb} {manifest.name}")
+        cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setAccessibleName("Cancel; nothing is changed")
+        # Going back to an older version is the one choice that should not be a reflex.
+        (cancel if plan.kind == "DOWNGRADE" else self.accept_button).setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading)
+        layout.addWidget(self.change_label)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+
+    @classmethod
+    def ask(cls, parent: QWidget | None, plan: InstallPlan) -> bool:
+        """Show the plan modally; True means go ahead."""
+        dialog = cls(plan, parent)
+        try:
+            return dialog.exec() == QDialog.DialogCode.Accepted
+        finally:
+            dialog.deleteLater()

@@ -1,0 +1,225 @@
+"""Everything about the selected extension, and the actions on it.
+
+The pane only shows a record and says which button was pressed; the window runs the action
+(on a worker where it writes), so the pane never touches the registry.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from registry.permissions import PERMISSIONS
+from registry.store import ExtensionRecord
+
+NO_SELECTION_TEXT = "Select an extension to see its details."
+
+
+def _long_value(name: str) -> QLineEdit:
+    """A path or a hash has no place to wrap: show it in a read-only line that scrolls."""
+    field = QLineEdit()
+    field.setObjectName(name)
+    field.setReadOnly(True)
+    field.setFrame(False)
+    field.setAccessibleName(name)
+    field.setStyleSheet("background: transparent;")
+    return field
+
+
+def _value_label(name: str) -> QLabel:
+    label = QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setAccessibleName(name)
+    return label
+
+
+class DetailsPane(QWidget):
+    enable_requested = Signal(str, bool)
+    uninstall_requested = Signal(str)
+    configure_requested = Signal(str)
+    open_folder_requested = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("detailsPane")
+        self.record: ExtensionRecord | None = None
+
+        self.icon_label = QLabel()
+        self.icon_label.setFixedSize(48, 48)
+        self.name_label = QLabel()
+        self.name_label.setObjectName("detailsName")
+        self.name_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.name_label.setWordWrap(True)
+        name_font = self.name_label.font()
+        name_font.setPointSizeF(name_font.pointSizeF() * 1.35)
+        name_font.setBold(True)
+        self.name_label.setFont(name_font)
+        self.state_label = QLabel()
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+
+        heading_text = QVBoxLayout()
+        heading_text.addWidget(self.name_label)
+        heading_text.addWidget(self.state_label)
+        heading = QHBoxLayout()
+        heading.addWidget(self.icon_label, 0, Qt.AlignmentFlag.AlignTop)
+        heading.addLayout(heading_text, 1)
+
+        self.description_label = _value_label("Description")
+        self.version_label = _value_label("Version")
+        self.author_label = _value_label("Author")
+        self.homepage_label = QLabel()
+        self.homepage_label.setObjectName("Homepage")
+        self.homepage_label.setAccessibleName("Homepage")
+        self.homepage_label.setTextFormat(Qt.TextFormat.RichText)
+        self.homepage_label.setOpenExternalLinks(True)
+        self.homepage_label.setWordWrap(True)
+        self.capabilities_label = _value_label("Capabilities")
+        self.permissions_label = _value_label("Permissions")
+        self.path_label = _long_value("Install folder")
+        self.sha_label = _long_value("Archive SHA-256")
+        self.installed_label = _value_label("Installed")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.addRow("Version:", self.version_label)
+        form.addRow("Author:", self.author_label)
+        form.addRow("Homepage:", self.homepage_label)
+        form.addRow("Capabilities:", self.capabilities_label)
+        form.addRow("Permissions:", self.permissions_label)
+        form.addRow("Installed:", self.installed_label)
+        form.addRow("Folder:", self.path_label)
+        form.addRow("SHA-256:", self.sha_label)
+
+        self.enable_button = QPushButton("Disable")
+        self.enable_button.setAccessibleName("Enable or disable the extension")
+        self.enable_button.clicked.connect(self._toggle_enabled)
+        self.configure_button = QPushButton("Configure…")
+        self.configure_button.setAccessibleName("Configure the extension's settings")
+        self.configure_button.clicked.connect(self._configure)
+        self.open_folder_button = QPushButton("Open folder")
+        self.open_folder_button.setAccessibleName("Open the extension's folder")
+        self.open_folder_button.clicked.connect(self._open_folder)
+        self.uninstall_button = QPushButton("Uninstall…")
+        self.uninstall_button.setAccessibleName("Uninstall the extension")
+        self.uninstall_button.clicked.connect(self._uninstall)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.enable_button)
+        buttons.addWidget(self.configure_button)
+        buttons.addWidget(self.open_folder_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.uninstall_button)
+
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.addLayout(heading)
+        content_layout.addWidget(self.description_label)
+        content_layout.addLayout(form)
+        content_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        details = QWidget()
+        details_layout = QVBoxLayout(details)
+        details_layout.setContentsMargins(0, 0, 0, 0)
+        details_layout.addWidget(scroll, 1)
+        details_layout.addLayout(buttons)
+
+        self.placeholder = QLabel(NO_SELECTION_TEXT)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setStyleSheet("color: palette(mid); padding: 24px;")
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(details)
+        self._details = details
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.stack)
+        self.show_record(None)
+
+    def show_record(self, record: ExtensionRecord | None, icon: QIcon | None = None) -> None:
+        self.record = record
+        if record is None:
+            self.stack.setCurrentWidget(self.placeholder)
+            return
+        self.stack.setCurrentWidget(self._details)
+        self.icon_label.setPixmap(icon.pixmap(48, 48) if icon is not None else QIcon().pixmap(48))
+        self.name_label.setText(record.name)
+        self.state_label.setText(f"{record.id} · {'Enabled' if record.enabled else 'Disabled'}")
+        self.description_label.setText(record.description or "No description.")
+        self.version_label.setText(record.version)
+        self.author_label.setText(record.author or "Not given")
+        if record.homepage:
+            url = escape(record.homepage, quote=True)
+            self.homepage_label.setText(f'<a href="{url}">{escape(record.homepage)}</a>')
+        else:
+            self.homepage_label.setText("Not given")
+        self.capabilities_label.setText(", ".join(record.capabilities) or "None")
+        if record.permissions:
+            self.permissions_label.setText(
+                "\n".join(
+                    f"• {PERMISSIONS.get(name, f'Unknown permission {name!r}')}"
+                    for name in record.permissions
+                )
+            )
+        else:
+            self.permissions_label.setText("Asks for no permissions.")
+        self.installed_label.setText(
+            f"{record.installed_at[:16].replace('T', ' ')} (updated "
+            f"{record.updated_at[:16].replace('T', ' ')})"
+        )
+        for field, text in (
+            (self.path_label, record.install_path),
+            (self.sha_label, record.archive_sha256),
+        ):
+            field.setText(text)
+            field.setToolTip(text)
+            field.setCursorPosition(0)
+        self.enable_button.setText("Disable" if record.enabled else "Enable")
+        self.enable_button.setEnabled(True)
+        self.configure_button.setEnabled(bool(record.config_defaults))
+        self.configure_button.setToolTip(
+            "" if record.config_defaults else "This extension has no settings."
+        )
+
+    def set_busy(self, busy: bool) -> None:
+        """While a write for this extension runs, its buttons wait."""
+        self.enable_button.setEnabled(not busy)
+
+    def _toggle_enabled(self) -> None:
+        if self.record is not None:
+            self.enable_requested.emit(self.record.id, not self.record.enabled)
+
+    def _configure(self) -> None:
+        if self.record is not None:
+            self.configure_requested.emit(self.record.id)
+
+    def _open_folder(self) -> None:
+        if self.record is not None:
+            self.open_folder_requested.emit(self.record.install_path)
+
+    def _uninstall(self) -> None:
+        if self.record is not None:
+            self.uninstall_requested.emit(self.record.id)

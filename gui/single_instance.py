@@ -1,0 +1,138 @@
+"""One window per data folder: a second launch hands its files to the running window.
+
+The running window listens on a local socket whose name comes from the user and a hash of the
+data folder, so two data folders (or two users) never talk to each other. A second launch sends
+one JSON line ``{"files": [...]}`` and waits for ``ok``; then it exits and the running window
+raises itself and installs the files.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_MS = 500
+REPLY_TIMEOUT_MS = 5000
+MAX_MESSAGE_BYTES = 1_000_000
+ACK = b"ok\n"
+
+
+def server_name(data_dir: Path) -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "user"
+    digest = hashlib.sha256(str(data_dir.absolute()).encode("utf-8")).hexdigest()[:16]
+    safe_user = "".join(c if c.isalnum() else "_" for c in user)[:32]
+    return f"extension-manager-{safe_user}-{digest}"
+
+
+def send_to_running_instance(
+    data_dir: Path, files: list[Path], *, timeout_ms: int = REPLY_TIMEOUT_MS
+) -> bool:
+    """True when a running window took the files (the caller should then exit 0).
+
+    Blocking: meant for a launch that has no window yet (it runs no event loop of its own).
+    """
+    socket = QLocalSocket()
+    socket.connectToServer(server_name(data_dir))
+    if not socket.waitForConnected(CONNECT_TIMEOUT_MS):
+        return False
+    message = json.dumps({"files": [str(path.absolute()) for path in files]}) + "\n"
+    socket.write(message.encode("utf-8"))
+    if not socket.waitForBytesWritten(timeout_ms):
+        socket.abort()
+        return False
+    reply = b""
+    while not reply.endswith(b"\n") and socket.waitForReadyRead(timeout_ms):
+        reply += bytes(socket.readAll().data())
+    socket.disconnectFromServer()
+    return reply == ACK
+
+
+def someone_answers(name: str) -> bool:
+    probe = QLocalSocket()
+    probe.connectToServer(name)
+    answered = probe.waitForConnected(CONNECT_TIMEOUT_MS)
+    probe.abort()
+    return answered
+
+
+class InstanceServer(QObject):
+    """Listens for later launches; emits the files each one hands over."""
+
+    files_received = Signal(list)  # list[Path]
+
+    def __init__(self, data_dir: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = server_name(data_dir)
+        self.server = QLocalServer(self)
+        self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+        self.server.newConnection.connect(self._accept)
+        self._buffers: dict[QLocalSocket, bytes] = {}
+
+    def start(self) -> bool:
+        """Listen; a socket left by a crashed window is removed, a live one is respected.
+
+        The probe comes first: with socket options set, Qt binds in a temporary folder and
+        renames the socket into place, which would silently take the name from a live window.
+        """
+        if someone_answers(self.name):
+            log.info("another window already serves %s", self.name)
+            return False
+        if self.server.listen(self.name):
+            return True
+        # Nobody answered, so whatever holds the name is a leftover of a crash.
+        QLocalServer.removeServer(self.name)
+        if self.server.listen(self.name):
+            return True
+        log.warning("cannot listen for other launches: %s", self.server.errorString())
+        return False
+
+    def close(self) -> None:
+        for socket in list(self._buffers):
+            socket.abort()
+        self._buffers.clear()
+        self.server.close()
+
+    @property
+    def listening(self) -> bool:
+        return self.server.isListening()
+
+    def _accept(self) -> None:
+        while self.server.hasPendingConnections():
+            socket = self.server.nextPendingConnection()
+            self._buffers[socket] = b""
+            socket.readyRead.connect(lambda s=socket: self._read(s))
+            socket.disconnected.connect(lambda s=socket: self._forget(s))
+
+    def _forget(self, socket: QLocalSocket) -> None:
+        self._buffers.pop(socket, None)
+        socket.deleteLater()
+
+    def _read(self, socket: QLocalSocket) -> None:
+        buffer = self._buffers.get(socket, b"") + bytes(socket.readAll().data())
+        if len(buffer) > MAX_MESSAGE_BYTES:
+            socket.abort()
+            return
+        self._buffers[socket] = buffer
+        if not buffer.endswith(b"\n"):
+            return
+        try:
+            message = json.loads(buffer.decode("utf-8"))
+            files = [Path(name) for name in message["files"]]
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("ignored a malformed message from another launch: %s", error)
+            socket.abort()
+            return
+        socket.write(ACK)
+        socket.flush()
+        self.files_received.emit(files)

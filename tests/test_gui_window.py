@@ -1,0 +1,606 @@
+"""The window's install, manage and history flows, driven like a person would (offscreen)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
+from pytestqt.qtbot import QtBot
+
+from examples.build_examples import build_all
+from gui import desktop, messages
+from gui.app import LaunchController, ensure_application
+from gui.config_dialog import ConfigDialog
+from gui.confirm_dialog import ConfirmDialog
+from gui.install_panel import Operation, OperationRow
+from gui.main_window import MainWindow
+from registry.installer import InstallPlan
+from registry.paths import DataPaths
+from registry.store import Registry
+
+HELLO = "example.hello-world"
+WORDS = "example.word-count"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(autouse=True)
+def application(qapp: QApplication) -> Iterator[QApplication]:
+    yield ensure_application()
+    # pytest-qt closes and deleteLater()s the widgets; a deferred delete only happens in an
+    # event loop, so do it now: no window of this test may outlive it as a top-level widget.
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+class Seams:
+    """What the dialogs would have shown, and what the person answers."""
+
+    def __init__(self) -> None:
+        self.plans: list[InstallPlan] = []
+        self.answer = True
+        self.errors: list[tuple[str, str]] = []
+        self.infos: list[tuple[str, str]] = []
+        self.questions: list[str] = []
+        self.ask_answer = True
+        self.on_confirm: list[object] = []
+
+    def confirm(self, parent: QWidget | None, plan: InstallPlan) -> bool:
+        self.plans.append(plan)
+        for hook in self.on_confirm:
+            assert callable(hook)
+            hook(plan)
+        return self.answer
+
+
+@pytest.fixture(autouse=True)
+def seams(monkeypatch: pytest.MonkeyPatch) -> Seams:
+    seams = Seams()
+    monkeypatch.setattr(ConfirmDialog, "ask", staticmethod(seams.confirm))
+    monkeypatch.setattr(
+        messages,
+        "show_error",
+        lambda parent, title, text, details="": seams.errors.append((title, text)),
+    )
+    monkeypatch.setattr(
+        messages, "show_info", lambda parent, title, text: seams.infos.append((title, text))
+    )
+
+    def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
+        seams.questions.append(title)
+        return seams.ask_answer
+
+    monkeypatch.setattr(messages, "ask", ask)
+    return seams
+
+
+@pytest.fixture
+def zips(tmp_path: Path) -> dict[str, Path]:
+    return {path.stem: path for path in build_all(tmp_path / "zips")}
+
+
+@pytest.fixture
+def window(qtbot: QtBot, registry: Registry) -> Iterator[MainWindow]:
+    main_window = MainWindow(registry)
+    qtbot.addWidget(main_window)
+    main_window.show()
+    yield main_window
+    main_window.close()  # cancels and waits for every worker
+
+
+def mime_for(paths: list[Path]) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    return mime
+
+
+def drag_enter(window: MainWindow, mime: QMimeData) -> QDragEnterEvent:
+    event = QDragEnterEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(window, event)
+    return event
+
+
+def drop(window: MainWindow, paths: list[Path]) -> None:
+    """What a real drag does: enter, then drop (QTest cannot start a real drag)."""
+    mime = mime_for(paths)
+    drag_enter(window, mime)
+    event = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(window, event)
+
+
+def wait_finished(qtbot: QtBot, window: MainWindow, count: int | None = None) -> None:
+    def check() -> None:
+        operations = window.install_panel.operations
+        if count is not None:
+            assert len([op for op in operations if op.install_id is not None]) >= count
+        assert operations
+        assert all(op.final for op in operations)
+        assert not window.pool.busy
+
+    qtbot.waitUntil(check, timeout=WAIT_MS)
+
+
+def installed(registry: Registry, extension_id: str) -> bool:
+    return registry.get_extension(extension_id) is not None
+
+
+# -- installing ------------------------------------------------------------------------------
+
+
+def test_drop_of_one_zip_installs_it(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path]
+) -> None:
+    drop(window, [zips["hello-world"]])
+    assert not window.drop_active
+    wait_finished(qtbot, window, 1)
+    record = registry.get_extension(HELLO)
+    assert record is not None and record.version == "1.0.0"
+    assert (registry.paths.extensions / HELLO / "manifest.json").is_file()
+    # The list shows it, with the extension's own icon.
+    qtbot.waitUntil(lambda: window.extensions_model.rowCount() == 1)
+    assert window.list_stack.currentWidget() is window.table
+    icon = window.extensions_model.data(
+        window.extensions_model.index(0, 0), Qt.ItemDataRole.DecorationRole
+    )
+    assert not icon.isNull()
+
+
+def test_drop_of_several_zips_installs_each(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path]
+) -> None:
+    drop(window, [zips["hello-world"], zips["word-count"]])
+    assert len(window.install_panel.operations) == 2
+    wait_finished(qtbot, window, 2)
+    assert installed(registry, HELLO) and installed(registry, WORDS)
+    statuses = {op.status for op in registry.list_operations()}
+    assert statuses == {"COMPLETED"}
+
+
+def test_drag_enter_with_a_zip_highlights_the_window(
+    window: MainWindow, zips: dict[str, Path], tmp_path: Path
+) -> None:
+    mime = mime_for([zips["hello-world"]])
+    event = drag_enter(window, mime)
+    assert event.isAccepted()
+    assert window.drop_active
+    assert "dashed" in window.drop_area.styleSheet()
+    QApplication.sendEvent(window, QDragLeaveEvent())
+    assert not window.drop_active
+    assert window.drop_area.styleSheet() == ""
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    drag_enter(window, mime_for([text]))
+    assert not window.drop_active
+
+
+def test_drop_with_a_non_zip_is_refused_and_names_it(
+    window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    drop(window, [zips["hello-world"], text])
+    assert len(seams.errors) == 1
+    _title, message = seams.errors[0]
+    assert "notes.txt" in message and "Nothing was installed" in message
+    assert "hello-world.zip" not in message
+    assert window.install_panel.operations == []
+    assert registry.count_operations() == 0
+    assert not window.drop_active
+
+
+def test_install_from_file_dialog(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[str] = []
+
+    def fake_dialog(*args: object) -> tuple[list[str], str]:
+        asked.append(str(args[3]))
+        return [str(zips["hello-world"]), str(zips["word-count"])], str(args[3])
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", staticmethod(fake_dialog))
+    assert window.install_action.shortcut().toString() == "Ctrl+O"
+    window.install_action.trigger()
+    assert asked == ["Extension archives (*.zip)"]
+    wait_finished(qtbot, window, 2)
+    assert installed(registry, HELLO) and installed(registry, WORDS)
+
+
+def test_command_line_files_are_installed_once_the_window_is_up(
+    qtbot: QtBot, paths: DataPaths, zips: dict[str, Path]
+) -> None:
+    controller = LaunchController(paths, files=[zips["word-count"]])
+    with qtbot.waitSignal(controller.window_shown, timeout=WAIT_MS):
+        controller.start()
+    window = controller.window
+    assert window is not None
+    try:
+        wait_finished(qtbot, window, 1)
+        assert installed(window.registry, WORDS)
+    finally:
+        window.close()
+        window.deleteLater()
+        assert controller.opened is not None
+        controller.opened.registry.close()
+
+
+# -- confirmation ----------------------------------------------------------------------------
+
+
+def test_confirmation_shows_the_plan_and_upgrade(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams
+) -> None:
+    window.install_files([zips["hello-world"]])
+    wait_finished(qtbot, window, 1)
+    window.install_files([zips["hello-world-1.1"]])
+    qtbot.waitUntil(lambda: len(seams.plans) == 2, timeout=WAIT_MS)
+    wait_finished(qtbot, window, 2)
+    first, second = seams.plans
+    assert first.kind == "INSTALL" and first.manifest.id == HELLO
+    assert second.kind == "UPGRADE" and second.change == "Upgrade 1.0.0 → 1.1.0"
+    assert second.config_removed == ("repeat",) and second.config_added == ("punctuation",)
+    record = registry.get_extension(HELLO)
+    assert record is not None and record.version == "1.1.0"
+
+
+def test_confirmation_cancel_changes_nothing(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams
+) -> None:
+    seams.answer = False
+    operation = window.install_panel.start_install(zips["hello-world"])
+    wait_finished(qtbot, window, 1)
+    assert operation.install_id is not None
+    record = registry.get_operation(operation.install_id)
+    assert record.status == "FAILED"
+    assert record.error is not None and record.error.startswith("Cancelled")
+    assert operation.row.error_label.text() == record.error
+    assert not installed(registry, HELLO)
+    assert not (registry.paths.extensions / HELLO).exists()
+
+
+def test_confirm_dialog_words_and_button(zips: dict[str, Path], qtbot: QtBot) -> None:
+    from registry.installer import InstallPlan as Plan
+    from registry.manifest import parse_manifest
+
+    with zipfile.ZipFile(zips["word-count"]) as archive:
+        manifest = parse_manifest(archive.read("manifest.json"))
+    plan = Plan(1, zips["word-count"], manifest, "DOWNGRADE", "2.0.0", 4, 2048)
+    dialog = ConfirmDialog(plan)
+    qtbot.addWidget(dialog)
+    assert dialog.accept_button.text() == "Downgrade"
+    assert "Read files on your computer" in dialog.permissions_label.text()
+    assert dialog.change_label.text() == plan.change
+    assert "Downgrade" in dialog.windowTitle()
+
+
+# -- progress, failure, cancel ---------------------------------------------------------------
+
+
+def big_zip(path: Path, megabytes: int = 24) -> Path:
+    manifest = b'{"id": "example.big", "name": "Big", "version": "1.0.0"}'
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.json", manifest)
+        for number in range(megabytes):
+            archive.writestr(f"data/{number:03d}.bin", os.urandom(1024 * 1024))
+    return path
+
+
+def watch_bar(window: MainWindow, values: list[int]) -> None:
+    """Record every value each new row's bar shows, from the moment the row exists."""
+
+    def attach() -> None:
+        for operation in window.install_panel.operations:
+            bar = operation.row.bar
+            if not bar.property("watched"):
+                bar.setProperty("watched", True)
+                bar.valueChanged.connect(values.append)
+
+    window.install_panel.rows_changed.connect(attach)
+
+
+def test_progress_is_monotonic_and_ends_at_the_registry_value(
+    qtbot: QtBot, window: MainWindow, registry: Registry, tmp_path: Path, seams: Seams
+) -> None:
+    values: list[int] = []
+    watch_bar(window, values)
+    operations: list[Operation] = []
+
+    def wait_for_row(plan: InstallPlan) -> None:
+        # While the worker waits for the answer, the row must already show the registry's value.
+        row = window.install_panel.row_for(plan.install_id)
+        assert row is not None
+        qtbot.waitUntil(lambda: row.bar.value() >= 8, timeout=WAIT_MS)
+
+    seams.on_confirm.append(wait_for_row)
+    operations.append(window.install_panel.start_install(big_zip(tmp_path / "big.zip")))
+    wait_finished(qtbot, window, 1)
+    install_id = operations[0].install_id
+    assert install_id is not None
+    record = registry.get_operation(install_id)
+    assert record.status == "COMPLETED"
+    assert values == sorted(set(values)), values
+    assert len(values) >= 2
+    assert values[-1] == 100 == record.progress
+    assert operations[0].row.bar.value() == record.progress
+
+
+def test_failure_stays_in_its_row_with_the_registry_error(
+    qtbot: QtBot, window: MainWindow, registry: Registry, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"this is not a zip archive at all" * 10)
+    drop(window, [garbage])
+    wait_finished(qtbot, window, 1)
+    operation = window.install_panel.operations[0]
+    assert operation.install_id is not None
+    record = registry.get_operation(operation.install_id)
+    assert record.status == "FAILED" and record.error
+    row: OperationRow = operation.row
+    assert row.error_label.text() == record.error
+    assert row.error_label.isVisibleTo(window)
+    assert row.dismiss_button.isVisibleTo(window)
+    assert not row.cancel_button.isVisibleTo(window)
+    row.dismiss_button.click()
+    assert window.install_panel.operations == []
+    assert window.install_panel.isHidden()
+    # A dismissed failure is not picked up again as somebody else's operation.
+    window.install_panel.scan_external()
+    assert window.install_panel.operations == []
+
+
+def test_cancel_from_the_row_ends_failed_cancelled(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams
+) -> None:
+    def press_cancel(plan: InstallPlan) -> None:
+        row = window.install_panel.row_for(plan.install_id)
+        assert row is not None and row.cancel_button.isVisibleTo(window)
+        row.cancel_button.click()
+
+    seams.on_confirm.append(press_cancel)
+    seams.answer = True  # even a yes after the cancel must not install
+    operation = window.install_panel.start_install(zips["word-count"])
+    wait_finished(qtbot, window, 1)
+    assert operation.install_id is not None
+    record = registry.get_operation(operation.install_id)
+    assert record.status == "FAILED"
+    assert record.error == "Cancelled: nothing was changed."
+    assert operation.row.error_label.text() == record.error
+    assert not installed(registry, WORDS)
+
+
+def test_window_close_cancels_a_waiting_install(
+    qtbot: QtBot, registry: Registry, zips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    main_window = MainWindow(registry)
+    qtbot.addWidget(main_window)
+    main_window.show()
+    reached: list[InstallPlan] = []
+
+    def never_answered(parent: QWidget | None, plan: InstallPlan) -> bool:
+        reached.append(plan)
+        main_window.close()  # the person closes the window instead of answering
+        return True
+
+    monkeypatch.setattr(ConfirmDialog, "ask", staticmethod(never_answered))
+    operation = main_window.install_panel.start_install(zips["hello-world"])
+    qtbot.waitUntil(lambda: bool(reached), timeout=WAIT_MS)
+    assert not main_window.pool.busy or main_window.pool.wait(WAIT_MS)
+    assert operation.install_id is not None
+    assert registry.get_operation(operation.install_id).status == "FAILED"
+    assert not installed(registry, HELLO)
+
+
+# -- managing --------------------------------------------------------------------------------
+
+
+def install_examples(qtbot: QtBot, window: MainWindow, zips: dict[str, Path], *names: str) -> None:
+    window.install_files([zips[name] for name in names])
+    wait_finished(qtbot, window, len(names))
+    qtbot.waitUntil(lambda: window.extensions_model.rowCount() == len(names), timeout=WAIT_MS)
+
+
+def test_details_show_the_selected_extension(
+    qtbot: QtBot, window: MainWindow, zips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    details = window.details
+    assert details.name_label.text() == "Word Count"
+    assert "Read files on your computer" in details.permissions_label.text()
+    assert "example.org/extensions/word-count" in details.homepage_label.text()
+    assert details.path_label.text().endswith(WORDS)
+    assert len(details.sha_label.text()) == 64
+    opened: list[Path] = []
+
+    def fake_open(path: Path) -> bool:
+        opened.append(path)
+        return True
+
+    monkeypatch.setattr(desktop, "open_folder", fake_open)
+    details.open_folder_button.click()
+    assert opened == [Path(details.path_label.text())]
+
+
+def test_uninstall_removes_the_row_and_the_folder(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams
+) -> None:
+    install_examples(qtbot, window, zips, "hello-world")
+    folder = registry.paths.extensions / HELLO
+    assert folder.is_dir()
+    assert window.select_extension(HELLO)
+    window.table.setFocus()
+    window.uninstall_action.trigger()
+    assert seams.questions == ["Uninstall Hello World?"]
+    qtbot.waitUntil(lambda: window.extensions_model.rowCount() == 0, timeout=WAIT_MS)
+    wait_finished(qtbot, window)
+    assert not installed(registry, HELLO)
+    assert not folder.exists()
+    last = registry.list_operations(limit=1)[0]
+    assert (last.kind, last.status, last.extension_id) == ("UNINSTALL", "COMPLETED", HELLO)
+
+
+def test_uninstall_refused_in_the_question_keeps_everything(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams
+) -> None:
+    install_examples(qtbot, window, zips, "hello-world")
+    seams.ask_answer = False
+    window.select_extension(HELLO)
+    window.details.uninstall_button.click()
+    assert installed(registry, HELLO)
+    assert registry.count_operations() == 1
+
+
+def test_enable_and_disable_are_stored(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path]
+) -> None:
+    install_examples(qtbot, window, zips, "hello-world")
+    window.select_extension(HELLO)
+    assert window.details.enable_button.text() == "Disable"
+    window.details.enable_button.click()
+    qtbot.waitUntil(lambda: registry.get_extension(HELLO).enabled is False)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: window.details.enable_button.text() == "Enable")
+    window.details.enable_button.click()
+    qtbot.waitUntil(lambda: registry.get_extension(HELLO).enabled is True)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: not window.pool.busy)
+
+
+def test_config_edit_is_stored_and_an_invalid_value_refused(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install_examples(qtbot, window, zips, "word-count")
+    window.select_extension(WORDS)
+    window.details.configure_button.click()
+    dialog = window.config_dialog
+    assert isinstance(dialog, ConfigDialog)
+    assert set(dialog.editors) == {"count_blank_lines", "max_file_mb", "encoding"}
+    dialog.editors["count_blank_lines"].setProperty("checked", True)
+    dialog.editors["max_file_mb"].setProperty("value", 25)
+    dialog.editors["encoding"].setProperty("text", "latin-1")
+    with qtbot.waitSignal(dialog.saved, timeout=WAIT_MS):
+        dialog.save_button.click()
+    assert registry.get_config(WORDS) == {
+        "count_blank_lines": True,
+        "max_file_mb": 25,
+        "encoding": "latin-1",
+    }
+
+    window.details.configure_button.click()
+    second = window.config_dialog
+    assert isinstance(second, ConfigDialog) and second is not dialog
+    assert second.values()["max_file_mb"] == 25
+    monkeypatch.setattr(second, "values", lambda: {"max_file_mb": "lots"})
+    second.save_button.click()
+    qtbot.waitUntil(lambda: second.error_label.isVisibleTo(second), timeout=WAIT_MS)
+    assert "max_file_mb" in second.error_label.text()
+    assert "whole number" in second.error_label.text()
+    assert registry.get_config(WORDS)["max_file_mb"] == 25
+    second.restore_defaults()
+    assert second.editors["max_file_mb"].property("value") == 10
+    second.reject()
+
+
+# -- history, other processes, tools ---------------------------------------------------------
+
+
+def test_activity_lists_operations_newest_first(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], tmp_path: Path
+) -> None:
+    install_examples(qtbot, window, zips, "hello-world")
+    garbage = tmp_path / "broken.zip"
+    garbage.write_bytes(b"nope")
+    window.install_files([garbage])
+    wait_finished(qtbot, window, 2)
+    window.install_files([zips["word-count"]])
+    wait_finished(qtbot, window, 3)
+    window.activity_action.trigger()
+    assert window.tabs.currentWidget() is window.activity_view
+    model = window.activity_view.activity_model
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    ids = [model.record(row).install_id for row in range(model.rowCount())]
+    assert ids == sorted(ids, reverse=True)
+    files = [model.data(model.index(row, 1)) for row in range(3)]
+    assert files == ["word-count.zip", "broken.zip", "hello-world.zip"]
+    assert model.data(model.index(1, 4)) == "Failed"
+    assert model.data(model.index(1, 5)) == model.record(1).error
+    assert model.data(model.index(0, 3)) == "Install 1.2.0"
+
+
+def test_an_operation_from_another_process_appears(
+    qtbot: QtBot, window: MainWindow, registry: Registry
+) -> None:
+    # What the command line does first when it accepts a file: the panel did not start it.
+    install_id = registry.create_operation("/somewhere/else/cli-install.zip")
+    registry.update_operation(install_id, current_step="Extracting files", progress=40)
+    qtbot.waitUntil(lambda: window.install_panel.row_for(install_id) is not None, timeout=5000)
+    row = window.install_panel.row_for(install_id)
+    assert row is not None
+    qtbot.waitUntil(lambda: row.bar.value() == 40)
+    assert row.step_label.text() == "Extracting files"
+    assert not row.cancel_button.isVisibleTo(window)
+    registry.finish_operation(install_id, "FAILED", "The CLI was told to stop.")
+    qtbot.waitUntil(lambda: row.error_label.text() == "The CLI was told to stop.")
+
+
+def test_check_registry_finds_and_repairs_an_orphan_folder(
+    qtbot: QtBot, window: MainWindow, registry: Registry
+) -> None:
+    orphan = registry.paths.extensions / "nobody.registered"
+    orphan.mkdir(parents=True)
+    window.check_registry()
+    dialog = window.doctor_dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: dialog.findings_list.count() == 1, timeout=WAIT_MS)
+    assert dialog.repair_button.isEnabled()
+    with qtbot.waitSignal(dialog.repaired, timeout=WAIT_MS):
+        dialog.repair_button.click()
+    assert not orphan.exists()
+    assert dialog.findings_list.count() == 0
+    assert "Moved unregistered folder" in dialog.done_label.text()
+    dialog.close()
+
+
+def test_about_names_every_version(window: MainWindow, seams: Seams) -> None:
+    import sqlite3
+
+    import PySide6
+    from PySide6.QtCore import qVersion
+
+    window.show_about()
+    (title, text), *_ = seams.infos
+    assert title == "About Extension Manager"
+    for version in ("0.1.0", PySide6.__version__, qVersion(), sqlite3.sqlite_version):
+        assert version in text
+
+
+def test_shortcuts(window: MainWindow) -> None:
+    actions = {action.text(): action for action in window.findChildren(type(window.install_action))}
+    shortcuts = {text: action.shortcut().toString() for text, action in actions.items()}
+    assert shortcuts["&Install from file…"] == "Ctrl+O"
+    assert shortcuts["&Quit"] == "Ctrl+Q"
+    assert shortcuts["&Uninstall…"] == "Del"
+    assert shortcuts["&Refresh"] == "F5"
+    assert shortcuts["&Activity"] == "Ctrl+H"
