@@ -22,6 +22,7 @@ import lzma
 import os
 import stat
 import struct
+import threading
 import unicodedata
 import zipfile
 import zlib
@@ -242,45 +243,100 @@ class OpenArchive:
         Files are created exclusively with default permissions: the archive's mode bits are
         never applied. On failure or cancellation the files written so far stay in
         ``destination``; the caller owns that folder and removes it.
+
+        Members are unpacked by up to ``EXTRACT_THREADS`` threads at once (zlib, bz2 and lzma
+        release the GIL, and reads are positional, so they do not share a file offset), while
+        the calling thread reports progress and checks for cancellation: the callbacks only
+        ever run on the caller's thread.
         """
         self._require_open()
         self._check_destination(destination)
-        written = 0
-        reported = -1
-        made_folders: set[Path] = {destination}
-        for member in self.members:
-            if should_cancel():
-                raise InstallCancelledError()
-            target = destination.joinpath(*member.path.parts)
-            try:
-                if target.parent not in made_folders:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made_folders.add(target.parent)
-                fd = os.open(target, _CREATE_FLAGS, 0o666)
-            except OSError as exc:
-                raise self._write_error(member, exc) from exc
-            try:
-                for chunk in self._stream(member):
-                    try:
-                        _write_all(fd, chunk)
-                    except OSError as exc:
-                        raise self._write_error(member, exc) from exc
-                    written += len(chunk)
-                    on_progress(written)
-                    reported = written
-                    if should_cancel():
-                        raise InstallCancelledError()
-            finally:
-                os.close(fd)
-        if reported != written:
-            on_progress(written)
+        if should_cancel():
+            raise InstallCancelledError()
+        folders = {destination.joinpath(*m.path.parts[:-1]) for m in self.members}
+        try:
+            for folder in sorted(folders):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._write_error(self.members[0], exc) from exc
+        queue = sorted(self.members, key=lambda m: m.size, reverse=True)
+        threads = min(EXTRACT_THREADS, len(queue)) if self.total_bytes > PARALLEL_ABOVE else 1
+        state = _ExtractionState(queue, max(threads, 1))
+        if threads <= 1:
+            self._extract_queue(destination, state, on_progress, should_cancel)
+        else:
+            workers = [
+                threading.Thread(
+                    target=self._extract_queue,
+                    args=(destination, state, None, None),
+                    name=f"extract-{n}",
+                    daemon=True,
+                )
+                for n in range(threads)
+            ]
+            for worker in workers:
+                worker.start()
+            reported = -1
+            while not state.finished.wait(PROGRESS_INTERVAL_SECONDS):
+                if should_cancel():
+                    state.stop(InstallCancelledError())
+                if state.written != reported:
+                    reported = state.written
+                    on_progress(reported)
+            for worker in workers:
+                worker.join()
+        if state.error is not None:
+            raise state.error
+        on_progress(state.written)
+
+    def _extract_queue(
+        self,
+        destination: Path,
+        state: _ExtractionState,
+        on_progress: Callable[[int], None] | None,
+        should_cancel: Callable[[], bool] | None,
+    ) -> None:
+        """Unpack members from the shared queue until it is empty or the extraction stops."""
+        try:
+            while (member := state.next_member()) is not None:
+                if should_cancel is not None and should_cancel():
+                    raise InstallCancelledError()
+                target = destination.joinpath(*member.path.parts)
+                try:
+                    fd = os.open(target, _CREATE_FLAGS, 0o666)
+                except OSError as exc:
+                    raise self._write_error(member, exc) from exc
+                try:
+                    for chunk in self._stream(member):
+                        try:
+                            _write_all(fd, chunk)
+                        except OSError as exc:
+                            raise self._write_error(member, exc) from exc
+                        state.add(len(chunk))
+                        if on_progress is not None:
+                            on_progress(state.written)
+                        if should_cancel is not None and should_cancel():
+                            raise InstallCancelledError()
+                        if state.stopped:
+                            return
+                finally:
+                    os.close(fd)
+        except BaseException as error:
+            state.stop(error)
+        finally:
+            state.worker_done()
 
     def sha256(self) -> str:
-        """Hex SHA-256 of the whole archive file, read through the validated handle."""
+        """Hex SHA-256 of the whole archive file, read through the validated handle.
+
+        Reads are positional, so this may run on another thread while members are extracted.
+        """
         fh = self._require_open()
+        digest = hashlib.sha256()
+        reader = _PositionalReader(fh.fileno(), 0)
         try:
-            fh.seek(0)
-            digest = hashlib.file_digest(fh, "sha256")
+            while chunk := reader.read(CHUNK_BYTES):
+                digest.update(chunk)
         except OSError as exc:
             raise ArchiveError(
                 f"{self._label} could not be read ({_reason(exc)}). Check the file and try again."
@@ -436,12 +492,12 @@ class OpenArchive:
         shown = self._shown(member)
         produced = 0
         crc = 0
+        reader = _PositionalReader(fh.fileno(), start)
         try:
-            fh.seek(start)
             remaining = member.compressed_size
             if member.info.compress_type == _STORED:
                 while remaining:
-                    data = fh.read(min(CHUNK_BYTES, remaining))
+                    data = reader.read(min(CHUNK_BYTES, remaining))
                     if not data:
                         break
                     remaining -= len(data)
@@ -449,12 +505,12 @@ class OpenArchive:
                     crc = zlib.crc32(data, crc)
                     yield data
             else:
-                decoder, remaining = self._decoder(member, fh, remaining)
+                decoder, remaining = self._decoder(member, reader, remaining)
                 while not decoder.eof:
                     if decoder.needs_input:
                         if not remaining:
                             break
-                        data = fh.read(min(CHUNK_BYTES, remaining))
+                        data = reader.read(min(CHUNK_BYTES, remaining))
                         if not data:
                             break
                         remaining -= len(data)
@@ -485,7 +541,7 @@ class OpenArchive:
             raise _damaged(self._label, shown)
 
     def _decoder(
-        self, member: ArchiveMember, fh: io.BufferedReader, remaining: int
+        self, member: ArchiveMember, fh: _PositionalReader, remaining: int
     ) -> tuple[_Decoder, int]:
         method = member.info.compress_type
         if method == _DEFLATED:
@@ -552,6 +608,57 @@ class OpenArchive:
         )
 
 
+class _PositionalReader:
+    """Reads from a file descriptor at its own offset (``pread``), never moving the shared one,
+    so that several threads can read different parts of the one validated handle at once."""
+
+    def __init__(self, fd: int, position: int) -> None:
+        self.fd = fd
+        self.position = position
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self.fd, size, self.position)
+        self.position += len(data)
+        return data
+
+
+class _ExtractionState:
+    """The work queue, byte count and first error shared by the extraction threads."""
+
+    def __init__(self, queue: list[ArchiveMember], workers: int) -> None:
+        self._queue = list(reversed(queue))  # pop() from the end takes the largest first
+        self._lock = threading.Lock()
+        self._running = workers
+        self.written = 0
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def next_member(self) -> ArchiveMember | None:
+        with self._lock:
+            if self.error is not None or not self._queue:
+                return None
+            return self._queue.pop()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.written += count
+
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None
+
+    def stop(self, error: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+
+    def worker_done(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running <= 0:
+                self.finished.set()
+
+
 def open_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> OpenArchive:
     """Validate the archive at ``path`` and return it open; raise :class:`ArchiveError`."""
     return OpenArchive(path, limits)
@@ -559,6 +666,12 @@ def open_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> OpenArchive:
 
 # -- file level ---------------------------------------------------------------------------
 
+# Two threads keep both cores of a small machine busy; more only add contention on the disk.
+EXTRACT_THREADS: Final = max(1, min(4, os.cpu_count() or 1))
+# Below this, starting threads costs more than it saves.
+PARALLEL_ABOVE: Final = 8 * 1024 * 1024
+# How often the calling thread reports progress and checks for cancellation meanwhile.
+PROGRESS_INTERVAL_SECONDS: Final = 0.02
 _CREATE_FLAGS: Final = (
     os.O_WRONLY
     | os.O_CREAT

@@ -28,6 +28,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,12 +293,15 @@ class Installer:
             files_dir = staging / "files"
             files_dir.mkdir(parents=True)
             progress.step("Extracting files", staging_dir=str(staging))
-            digest = archive.sha256()
-            archive.extract_to(
-                files_dir,
-                on_progress=lambda written: progress.extracted(written, archive.total_bytes),
-                should_cancel=lambda: cancel.cancelled,
-            )
+            # Hash on another core while extracting: both release the GIL, reads are positional.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+                hashing = hasher.submit(archive.sha256)
+                archive.extract_to(
+                    files_dir,
+                    on_progress=lambda written: progress.extracted(written, archive.total_bytes),
+                    should_cancel=lambda: cancel.cancelled,
+                )
+                digest = hashing.result()
             file_list = [(str(m.path), m.size) for m in archive.members]
         self._check_cancel(cancel)
 
