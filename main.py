@@ -119,11 +119,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args, paths, APP_VERSION)
 
+    # The registry opens (and migrates) on a thread while Qt loads; no view is built before
+    # that has finished: the window waits for this result.
+    from registry.startup import open_in_background
+
+    opening = open_in_background(paths)
     from gui.app import run_gui
 
     files = [Path(name).absolute() for name in args.files]
     return run_gui(
-        paths, files=files, smoke_test=args.smoke_test, started=started, app_version=APP_VERSION
+        paths,
+        files=files,
+        smoke_test=args.smoke_test,
+        started=started,
+        app_version=APP_VERSION,
+        opener=lambda _paths: opening.result(),
     )
 
 

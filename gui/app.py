@@ -186,6 +186,7 @@ def run_gui(
     smoke_test: bool,
     started: float | None = None,
     app_version: str = APP_VERSION,
+    opener: Callable[[DataPaths], OpenedRegistry] = open_registry,
 ) -> int:
     if smoke_test and display_problem():
         # The smoke test only needs to render once; it does not need a screen.
@@ -201,7 +202,12 @@ def run_gui(
     if not smoke_test:
         install_exception_hook()
     controller = LaunchController(
-        paths, files=files, smoke_test=smoke_test, started=started, app_version=app_version
+        paths,
+        files=files,
+        smoke_test=smoke_test,
+        started=started,
+        app_version=app_version,
+        opener=opener,
     )
     controller.start()
     code = app.exec()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from migrations.runner import MigrationReport, prepare_registry
@@ -30,3 +31,20 @@ def open_registry(paths: DataPaths, *, wait_seconds: float = 60.0) -> OpenedRegi
         lock.release()
         raise
     return OpenedRegistry(registry, migration, recovery)
+
+
+def open_in_background(paths: DataPaths) -> Future[OpenedRegistry]:
+    """Start opening (and migrating) the registry on a thread right away, so that it overlaps
+    loading the GUI toolkit. The window is still built only from the finished result."""
+
+    def work() -> OpenedRegistry:
+        opened = open_registry(paths)
+        # peewee keeps one connection per thread; this thread is finished with its own.
+        opened.registry.database.close()
+        return opened
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-registry")
+    try:
+        return executor.submit(work)
+    finally:
+        executor.shutdown(wait=False)
