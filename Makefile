@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	bash .ci/qt-system-libs
+	bash .ci/system-packages
 	touch $(STAMP)
 
 clean:

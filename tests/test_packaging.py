@@ -1,0 +1,170 @@
+"""The app installs like a real desktop app: a complete wheel, working entry points, a valid
+.desktop file with its icons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import assets
+from examples.build_examples import build_example
+from migrations.runner import load_steps
+from tests.conftest import REPO_ROOT
+
+DESKTOP_FILE = REPO_ROOT / "assets" / f"{assets.APP_ID}.desktop"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    # A copy of the tree, so that building never writes into the checkout.
+    source = tmp_path_factory.mktemp("source") / "tree"
+    shutil.copytree(
+        REPO_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".hypothesis",
+        ),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), "."],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [built] = out.glob("extension_manager-*.whl")
+    return built
+
+
+def test_wheel_contains_migrations_assets_and_schema(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for step in load_steps():
+        assert f"{step.module.replace('.', '/')}.py" in names
+    assert "registry/manifest.schema.json" in names
+    assert f"assets/{assets.APP_ID}.desktop" in names
+    assert "assets/extension-manager.svg" in names
+    for size in assets.ICON_SIZES:
+        assert f"assets/icons/extension-manager-{size}.png" in names
+    assert "main.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+
+
+def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    bin_dir = venv / "bin"
+    # The dependencies (Qt alone is hundreds of MB) come from this environment through a .pth
+    # line; the project itself only from the wheel. Paths in a .pth are added to sys.path without
+    # processing the .pth files inside them, so the checkout's editable install stays out.
+    purelib = Path(
+        subprocess.run(
+            [
+                str(bin_dir / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('purelib'))",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    (purelib / "_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    env.pop("PYTHONPATH", None)
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import registry; print(registry.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert str(venv) in where.stdout, "the project must come from the wheel, not the checkout"
+
+    data = tmp_path / "data"
+    smoke = subprocess.run(
+        [str(bin_dir / "extension-manager"), "--data-dir", str(data), "--smoke-test"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert smoke.returncode == 0, smoke.stderr
+    assert smoke.stdout.startswith("ready in ")
+
+    archive = build_example("word-count", tmp_path / "zips")
+    install = subprocess.run(
+        [
+            str(bin_dir / "extension-manager-cli"),
+            "--data-dir",
+            str(data),
+            "install",
+            "--yes",
+            str(archive),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    assert "Installed example.word-count 1.2.0" in install.stdout
+    assert (data / "extensions" / "example.word-count" / "manifest.json").exists()
+
+
+def test_desktop_file_validates() -> None:
+    validator = shutil.which("desktop-file-validate")
+    assert validator, "install desktop-file-utils (make test does this via .ci/system-packages)"
+    result = subprocess.run(
+        [validator, str(DESKTOP_FILE)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_desktop_file_matches_the_app_and_its_icons_exist() -> None:
+    entries = dict(
+        line.split("=", 1) for line in DESKTOP_FILE.read_text().splitlines() if "=" in line
+    )
+    assert entries["Icon"] == assets.APP_ID
+    assert entries["Exec"].endswith("%F")
+    assert "application/zip" in entries["MimeType"].split(";")
+    for size in assets.ICON_SIZES:
+        png = assets.icon_png(size).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert (width, height) == (size, size)
+    assert assets.asset("extension-manager.svg").read_text().lstrip().startswith("<?xml")
