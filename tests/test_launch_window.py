@@ -152,3 +152,35 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus" in result.stderr
+
+
+def test_unexpected_exception_is_shown_logged_to_a_file_and_the_app_keeps_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import main
+    from gui.app import install_exception_hook
+
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        messages, "show_error", lambda parent, title, text, details="": shown.append((title, text))
+    )
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    log_file = main.setup_logging(verbose=False, log_dir=tmp_path / "logs")
+    try:
+        install_exception_hook()
+        try:
+            raise RuntimeError("a slot broke")
+        except RuntimeError as error:
+            sys.excepthook(type(error), error, error.__traceback__)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers_before:
+                handler.close()
+                root.removeHandler(handler)
+    assert shown and shown[0][0] == "Unexpected error"
+    assert "a slot broke" in shown[0][1] and "keeps running" in shown[0][1]
+    assert log_file is not None and "RuntimeError: a slot broke" in log_file.read_text()
