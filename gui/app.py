@@ -24,6 +24,14 @@ from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
+from registry.rescue import (
+    RegistryNeedsRescueError,
+    RescueOptions,
+    RescueResult,
+    rebuild_from_disk,
+    rescue_options,
+    restore_latest_backup,
+)
 from registry.startup import OpenedRegistry, open_registry
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,8 @@ class LaunchController(QObject):
 
     _registry_opened = Signal(object)
     _registry_failed = Signal(str)
+    _registry_needs_rescue = Signal(object)
+    _registry_rescued = Signal(object, object)
     window_shown = Signal(object)
     finished = Signal(int)
 
@@ -87,6 +97,10 @@ class LaunchController(QObject):
         self._thread: threading.Thread | None = None
         self._registry_opened.connect(self._on_opened, Qt.ConnectionType.QueuedConnection)
         self._registry_failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
+        self._registry_needs_rescue.connect(
+            self._on_needs_rescue, Qt.ConnectionType.QueuedConnection
+        )
+        self._registry_rescued.connect(self._on_rescued, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._open, name="open-registry", daemon=True)
@@ -97,6 +111,8 @@ class LaunchController(QObject):
             opened = self.opener(self.paths)
             # Each thread has its own connection in peewee; this thread is done with its one.
             opened.registry.database.close()
+        except RegistryNeedsRescueError as error:
+            self._offer_rescue(error)
         except UserFacingError as error:
             self._registry_failed.emit(str(error))
         except Exception as error:
@@ -107,6 +123,77 @@ class LaunchController(QObject):
             )
         else:
             self._registry_opened.emit(opened)
+
+    def _offer_rescue(self, error: RegistryNeedsRescueError) -> None:
+        """Still on the opening thread: look at what can be rescued (reads only)."""
+        try:
+            options = rescue_options(self.paths)
+        except Exception:
+            log.exception("looking for a way to rescue the registry failed")
+            options = None
+        if self.smoke_test or options is None or not options.needed:
+            self._registry_failed.emit(str(error))
+        else:
+            self._registry_needs_rescue.emit(options)
+
+    def _on_needs_rescue(self, options: RescueOptions) -> None:
+        log.error("launch needs a rescue: %s", options.problem)
+        actions: list[tuple[str, Callable[[], RescueResult]]] = []
+        if options.backup is not None:
+            actions.append(
+                (
+                    f"Restore the backup of {options.backup.taken_at}",
+                    lambda: restore_latest_backup(self.paths),
+                )
+            )
+        count = len(options.extension_folders)
+        actions.append(
+            (
+                f"Re-register the {count} extension(s) on disk",
+                lambda: rebuild_from_disk(self.paths, self.app_version),
+            )
+        )
+        text = (
+            f"{options.problem}\n\nRestoring the backup brings back the registry as it was "
+            "when the backup was taken. Re-registering starts a new registry and records every "
+            "extension found on disk (their settings and history are lost). Either way the "
+            "damaged file, if any, is kept beside the registry; nothing is deleted."
+        )
+        chosen = messages.choose(
+            None,
+            "Extension Manager needs to rescue its registry",
+            text,
+            [label for label, _action in actions],
+        )
+        if chosen is None:
+            self.finish(1)
+            return
+        _label, action = actions[chosen]
+        self._thread = threading.Thread(
+            target=self._rescue, args=(action,), name="rescue-registry", daemon=True
+        )
+        self._thread.start()
+
+    def _rescue(self, action: Callable[[], RescueResult]) -> None:
+        try:
+            result = action()
+            opened = open_registry(self.paths)
+            opened.registry.database.close()
+        except UserFacingError as error:
+            self._registry_failed.emit(str(error))
+        except Exception as error:
+            log.exception("rescuing the registry failed")
+            self._registry_failed.emit(
+                f"The registry could not be rescued because of an unexpected error ({error}). "
+                "Nothing was deleted; details are in the log file."
+            )
+        else:
+            self._registry_rescued.emit(result, opened)
+
+    def _on_rescued(self, result: RescueResult, opened: OpenedRegistry) -> None:
+        log.warning("registry rescued: %s", " ".join(result.actions))
+        messages.show_info(None, "Registry rescued", "\n".join(result.actions))
+        self._on_opened(opened)
 
     def _on_opened(self, opened: OpenedRegistry) -> None:
         self.opened = opened

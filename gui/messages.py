@@ -25,3 +25,19 @@ def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK"
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.exec()
     return box.clickedButton() is confirm
+
+
+def choose(parent: QWidget | None, title: str, text: str, choices: list[str]) -> int | None:
+    """One question with several answers: the index of the chosen one, or None for Cancel."""
+    box = QMessageBox(
+        QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent
+    )
+    buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole) for label in choices]
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    for index, button in enumerate(buttons):
+        if clicked is button:
+            return index
+    return None

@@ -14,6 +14,7 @@ The launch sequence (see ``prepare_registry``):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib
 import re
@@ -43,6 +44,18 @@ class MigrationError(RegistryError):
 
 class RegistryBusyError(RegistryError):
     """Another process of the app holds the registry while it needs upgrading."""
+
+
+class RegistryNeedsRescueError(RegistryError):
+    """The registry file is missing, damaged or not a database, while there is something to
+    recover: ``registry.rescue`` can restore a backup or rebuild it from the extensions on disk.
+    """
+
+
+RESCUE_HINT = (
+    "Run 'extension-manager rescue' to restore the latest backup or to rebuild the registry "
+    "from the extensions on disk."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +165,12 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
         return DatabaseStatus(db_path, exists=False, version=0, latest=latest)
     with db_path.open("rb") as handle:
         header = handle.read(len(SQLITE_HEADER))
-    backups_hint = db_path.parent / "backups"
     if header != SQLITE_HEADER:
-        raise RegistryError(
+        raise RegistryNeedsRescueError(
             f"The registry file {db_path} is not a SQLite database (it may be damaged or belong "
-            f"to another program). It was left untouched. Move it away to start a new registry, "
-            f"or restore a backup from {backups_hint}."
+            f"to another program). It was left untouched. {RESCUE_HINT}"
         )
+    _roll_back_hot_journal(db_path)
     try:
         with _read_only(db_path) as connection:
             application_id = connection.execute("PRAGMA application_id").fetchone()[0]
@@ -174,15 +186,22 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
                 )
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise RegistryError(
+                raise RegistryNeedsRescueError(
                     f"The registry {db_path} is damaged ({check}). It was left untouched. "
-                    f"Restore a backup from {backups_hint}, or move the file away to start anew."
+                    f"{RESCUE_HINT}"
                 )
             applied = _history(connection)
+    except RegistryError:
+        raise
     except sqlite3.DatabaseError as error:
-        raise RegistryError(
-            f"The registry {db_path} cannot be read ({error}). It was left untouched. Restore a "
-            f"backup from {backups_hint}, or move the file away to start a new registry."
+        if _is_permission_problem(error):
+            raise RegistryError(
+                f"The registry {db_path} cannot be opened ({error}): its file or folder is not "
+                f"readable or writable. Check the permissions of {db_path.parent}, or choose "
+                f"another data folder with --data-dir."
+            ) from error
+        raise RegistryNeedsRescueError(
+            f"The registry {db_path} cannot be read ({error}). It was left untouched. {RESCUE_HINT}"
         ) from error
     if version > latest:
         raise RegistryError(
@@ -199,6 +218,35 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
                 f"{db_path}; refusing to continue. Reinstall this version of the app."
             )
     return DatabaseStatus(db_path, exists=True, version=version, latest=latest, applied=applied)
+
+
+def _is_permission_problem(error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", None) or ""
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"))
+
+
+def _roll_back_hot_journal(db_path: Path) -> None:
+    """Finish what SQLite does after a crash before the read-only preflight looks at the file.
+
+    A process killed inside a transaction in rollback-journal mode (every migration of a
+    database that predates WAL) leaves a "hot" journal holding the pages as they were before.
+    A read-only connection cannot roll it back and refuses the file, so a kill during a
+    migration would lock the user out. Any read on a writable connection makes SQLite restore
+    the previous content, which is exactly the database as it was before the migration.
+    """
+    journal = db_path.with_name(db_path.name + "-journal")
+    if not journal.exists() or journal.stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_SECONDS)
+    except sqlite3.Error:
+        return  # the read-only preflight reports the problem in its own words
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        pass
+    finally:
+        connection.close()
 
 
 def _table_counts(connection: sqlite3.Connection) -> dict[str, int]:
@@ -221,6 +269,22 @@ def backup_database(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = backups_dir / f"registry-v{version}-{stamp}.db"
     partial = target.with_suffix(".partial")
+    # A launch killed during an earlier backup leaves its partial copy: it is never a backup.
+    for stale in backups_dir.glob("registry-v*.partial"):
+        stale.unlink(missing_ok=True)
+    try:
+        _copy_and_verify(db_path, backups_dir, version, partial)
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    backups = sorted(backups_dir.glob("registry-v*.db"), key=lambda p: p.stat().st_mtime_ns)
+    for old in backups[:-keep]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def _copy_and_verify(db_path: Path, backups_dir: Path, version: int, partial: Path) -> None:
     with _read_only(db_path) as source:
         destination = sqlite3.connect(partial)
         try:
@@ -240,11 +304,26 @@ def backup_database(
                 )
         finally:
             destination.close()
-    partial.replace(target)
-    backups = sorted(backups_dir.glob("registry-v*.db"), key=lambda p: p.stat().st_mtime_ns)
-    for old in backups[:-keep]:
-        old.unlink(missing_ok=True)
-    return target
+
+
+def _backup_failure(error: OSError | sqlite3.Error, backups_dir: Path) -> str:
+    if isinstance(error, OSError):
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        full = getattr(error, "sqlite_errorname", None) == "SQLITE_FULL" or "disk is full" in str(
+            error
+        )
+    if full:
+        return (
+            f"The disk is full: the registry could not be backed up before upgrading it, so it "
+            f"was not upgraded and nothing was changed. Free some space on the disk that holds "
+            f"{backups_dir} and start again."
+        )
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return (
+        f"Could not back up the registry before upgrading it ({reason}). Nothing was changed. "
+        f"Check that {backups_dir} can be written and has free space, then start again."
+    )
 
 
 def apply_pending(db_path: Path, steps: tuple[Step, ...]) -> tuple[str, ...]:
@@ -325,11 +404,8 @@ def migrate(
     if status.exists and status.version > 0:
         try:
             backup = backup_database(db_path, backups_dir, status.version)
-        except OSError as error:
-            raise MigrationError(
-                f"Could not back up the registry before upgrading it ({error.strerror or error}). "
-                f"Nothing was changed. Free some disk space in {backups_dir} and start again."
-            ) from error
+        except (OSError, sqlite3.Error) as error:
+            raise MigrationError(_backup_failure(error, backups_dir)) from error
     db_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         applied = apply_pending(db_path, steps)

@@ -26,7 +26,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[argparse.Namespace, Registry, str], int]
+FolderHandler = Callable[[argparse.Namespace, DataPaths, str], int]
 COMMANDS: dict[str, tuple[str, CommandHandler]] = {}
+# Commands that must work when the registry cannot be opened; they get the data folder instead.
+FOLDER_COMMANDS: dict[str, FolderHandler] = {}
 
 
 def command(name: str, help_text: str) -> Callable[[CommandHandler], CommandHandler]:
@@ -35,6 +38,19 @@ def command(name: str, help_text: str) -> Callable[[CommandHandler], CommandHand
         return handler
 
     return register
+
+
+def folder_command(name: str, help_text: str) -> Callable[[FolderHandler], FolderHandler]:
+    def register(handler: FolderHandler) -> FolderHandler:
+        FOLDER_COMMANDS[name] = handler
+        COMMANDS[name] = (help_text, _refuse_registry)
+        return handler
+
+    return register
+
+
+def _refuse_registry(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+    raise RuntimeError(f"'{args.command}' runs on the data folder, not on an open registry")
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -292,6 +308,59 @@ def doctor_command(args: argparse.Namespace, registry: Registry, app_version: st
     return EXIT_OK if not findings else EXIT_FAILURE
 
 
+def _configure_rescue(sub: argparse.ArgumentParser) -> None:
+    choice = sub.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--restore-backup",
+        action="store_true",
+        help="replace the missing or damaged registry with the newest verified backup",
+    )
+    choice.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="start a new registry and re-register the extensions found on disk",
+    )
+
+
+@folder_command(
+    "rescue",
+    "recover from a missing or damaged registry (without an option: show what is possible)",
+)
+def rescue_command(args: argparse.Namespace, paths: DataPaths, app_version: str) -> int:
+    from registry.rescue import rebuild_from_disk, rescue_options, restore_latest_backup
+
+    if args.restore_backup or args.rebuild:
+        result = (
+            restore_latest_backup(paths)
+            if args.restore_backup
+            else rebuild_from_disk(paths, app_version)
+        )
+        payload = {
+            "rescued": True,
+            "actions": list(result.actions),
+            "moved_aside": [str(p) for p in result.moved_aside],
+        }
+        emit(args, payload, "\n".join(result.actions))
+        return EXIT_OK
+    options = rescue_options(paths)
+    backup = options.backup
+    payload = {
+        "needed": options.needed,
+        "problem": options.problem,
+        "backup": None
+        if backup is None
+        else {
+            "path": str(backup.path),
+            "schema_version": backup.schema_version,
+            "taken_at": backup.taken_at,
+            "extensions": backup.extensions,
+        },
+        "extension_folders": list(options.extension_folders),
+    }
+    emit(args, payload, "\n".join(options.describe()))
+    return EXIT_FAILURE if options.needed else EXIT_OK
+
+
 COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "install": _configure_install,
     "uninstall": _configure_extension_id,
@@ -300,6 +369,7 @@ COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "config": _configure_config,
     "history": _configure_history,
     "doctor": _configure_doctor,
+    "rescue": _configure_rescue,
 }
 
 
@@ -313,17 +383,29 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
             configure(sub)
 
 
+def _one_line(error: UserFacingError) -> str:
+    # Scripts read stderr line by line: one error, one line.
+    return " ".join(str(error).split())
+
+
 def run_command(args: argparse.Namespace, paths: DataPaths, app_version: str) -> int:
+    folder_handler = FOLDER_COMMANDS.get(args.command)
+    if folder_handler is not None:
+        try:
+            return folder_handler(args, paths, app_version)
+        except UserFacingError as error:
+            print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
+            return EXIT_FAILURE
     _help, handler = COMMANDS[args.command]
     try:
         opened = open_registry(paths)
     except UserFacingError as error:
-        print(f"extension-manager: {error}", file=sys.stderr)
+        print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     try:
         return handler(args, opened.registry, app_version)
     except UserFacingError as error:
-        print(f"extension-manager: {error}", file=sys.stderr)
+        print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         opened.registry.close()

@@ -24,6 +24,7 @@ import errno
 import json
 import logging
 import shutil
+import sqlite3
 import struct
 import threading
 import time
@@ -32,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import peewee
 
 from registry.archive import OpenArchive, open_archive
 from registry.errors import (
@@ -49,6 +52,7 @@ from registry.store import (
     ACTIVE_STATUSES,
     OperationRecord,
     Registry,
+    plain_database_error,
     process_is_alive,
     utc_now,
 )
@@ -512,10 +516,17 @@ class Installer:
     # -- failure ---------------------------------------------------------------------------------
 
     def _fail(self, install_id: int, error: Exception, swap: _Swap, doing: str) -> None:
+        plain = (
+            plain_database_error(error)
+            if isinstance(error, peewee.OperationalError | sqlite3.OperationalError)
+            else None
+        )
         if isinstance(error, UserFacingError):
             message = str(error)
         elif isinstance(error, OSError):
             message = plain_os_error(error, doing)
+        elif plain is not None:
+            message = str(plain)
         else:
             log.exception("unexpected error while %s", doing)
             message = (

@@ -90,20 +90,35 @@ def recover_interrupted(registry: Registry) -> RecoveryReport:
         registry.finish_operation(operation.install_id, "FAILED", INTERRUPTED)
         report.failed_operations.append(operation.install_id)
         log.warning("operation %s was interrupted; marked failed", operation.install_id)
-    _empty_finished_trash(registry, report)
+    _empty_finished(registry, report)
     return report
 
 
-def _empty_finished_trash(registry: Registry, report: RecoveryReport) -> None:
-    """Trash of operations that committed (or failed and were rolled back) is garbage."""
-    if not registry.paths.trash.exists():
+def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
+    """Trash and staging of operations that committed (or failed and were rolled back) is
+    garbage. A process killed after its commit but before its own cleanup leaves some behind.
+
+    The folders are listed *before* the active operations are read: an operation's row exists
+    before its folders, so a folder seen here whose operation is not active then has finished,
+    even if another process started a new operation in between.
+    """
+    entries = [
+        entry
+        for folder in (registry.paths.trash, registry.paths.staging)
+        if folder.exists()
+        for entry in folder.iterdir()
+    ]
+    if not entries:
         return
     active = {op.install_id for op in registry.list_operations(active_only=True)}
-    for entry in registry.paths.trash.iterdir():
+    for entry in entries:
         install_id = _operation_number(entry.name)
         if install_id is not None and install_id in active:
             continue
-        remove_tree(entry)
+        try:
+            remove_tree(entry)
+        except FileNotFoundError:
+            continue  # its own process finished cleaning it up meanwhile
         report.removed_paths.append(entry)
 
 

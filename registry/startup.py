@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from migrations.runner import MigrationReport, prepare_registry
+from migrations.runner import (
+    RESCUE_HINT,
+    MigrationReport,
+    RegistryNeedsRescueError,
+    prepare_registry,
+)
+from registry.errors import RegistryError
 from registry.paths import DataPaths
 from registry.recovery import RecoveryReport, recover_interrupted
 from registry.store import Registry
@@ -18,8 +25,72 @@ class OpenedRegistry:
     recovery: RecoveryReport
 
 
-def open_registry(paths: DataPaths, *, wait_seconds: float = 60.0) -> OpenedRegistry:
-    """Lock, migrate, open and recover. Raises ``UserFacingError`` subclasses for the user."""
+def extension_folders(paths: DataPaths) -> tuple[str, ...]:
+    if not paths.extensions.is_dir():
+        return ()
+    return tuple(
+        sorted(
+            entry.name
+            for entry in paths.extensions.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+    )
+
+
+def missing_registry_problem(paths: DataPaths) -> str | None:
+    """A missing (or empty) registry next to installed extensions: starting empty would forget
+    them, and their folders would look like strays to the doctor."""
+    database = paths.database
+    if database.exists() and database.stat().st_size > 0:
+        return None
+    folders = extension_folders(paths)
+    if not folders:
+        return None
+    shown = ", ".join(folders[:5]) + (", ..." if len(folders) > 5 else "")
+    return (
+        f"The registry {database} is missing, but {paths.extensions} still holds "
+        f"{len(folders)} installed extension(s) ({shown}). A new, empty registry would forget "
+        f"them, so none was created. {RESCUE_HINT}"
+    )
+
+
+def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
+    """The data folder itself cannot be used: say which, and what to do, in plain words."""
+    where = error.filename or paths.root
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RegistryError(
+            f"The data folder {paths.root} cannot be written ({where}: permission denied or "
+            f"read-only). Check its permissions, or choose another folder with --data-dir."
+        )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RegistryError(
+            f"The disk is full: the data folder {paths.root} cannot be prepared. Free some space "
+            f"and start again."
+        )
+    return RegistryError(
+        f"The data folder {paths.root} cannot be used ({where}: {error.strerror or error}). "
+        f"Check it, or choose another folder with --data-dir."
+    )
+
+
+def open_registry(
+    paths: DataPaths, *, wait_seconds: float = 60.0, rescue_check: bool = True
+) -> OpenedRegistry:
+    """Lock, migrate, open and recover. Raises ``UserFacingError`` subclasses for the user.
+
+    ``rescue_check=False`` is for the rescue itself, which creates the new registry on purpose.
+    """
+    try:
+        return _open(paths, wait_seconds, rescue_check)
+    except OSError as error:
+        raise data_folder_error(error, paths) from error
+
+
+def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> OpenedRegistry:
+    if rescue_check:
+        problem = missing_registry_problem(paths)
+        if problem is not None:
+            raise RegistryNeedsRescueError(problem)
     paths.create()
     lock, migration = prepare_registry(
         paths.database, paths.lock, paths.backups, wait_seconds=wait_seconds

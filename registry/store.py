@@ -136,6 +136,34 @@ def _extension_record(row: Extension) -> ExtensionRecord:
     )
 
 
+def plain_database_error(
+    error: peewee.DatabaseError | sqlite3.DatabaseError,
+) -> RegistryError | None:
+    """The known ways a write or read fails, in plain words; None for anything else (a bug)."""
+    text = str(error)
+    if "no such table" in text or "no such column" in text:
+        return RegistryNotMigratedError(
+            f"The registry has not been migrated ({error}). Start the app once so that "
+            f"it can upgrade the registry, or run 'extension-manager status'."
+        )
+    if "locked" in text or "busy" in text:
+        return RegistryError(
+            "The registry is busy: another Extension Manager kept it locked for more "
+            "than 15 seconds. Try again in a moment."
+        )
+    if "readonly" in text or "read-only" in text:
+        return RegistryError(
+            "The registry cannot be written: its file or folder is read-only. Check the "
+            "permissions of the data folder, or choose another one with --data-dir."
+        )
+    if "disk" in text and "full" in text:
+        return RegistryError(
+            "The disk is full: the registry could not be updated. Free some space and "
+            "try again; nothing was changed."
+        )
+    return None
+
+
 def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
     """A missing table means the database was never migrated: say so, never "not found"."""
 
@@ -144,26 +172,9 @@ def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
         try:
             return method(*args, **kwargs)
         except peewee.OperationalError as error:
-            if "no such table" in str(error) or "no such column" in str(error):
-                raise RegistryNotMigratedError(
-                    f"The registry has not been migrated ({error}). Start the app once so that "
-                    f"it can upgrade the registry, or run 'extension-manager status'."
-                ) from error
-            if "locked" in str(error) or "busy" in str(error):
-                raise RegistryError(
-                    "The registry is busy: another Extension Manager kept it locked for more "
-                    "than 15 seconds. Try again in a moment."
-                ) from error
-            if "readonly" in str(error) or "read-only" in str(error):
-                raise RegistryError(
-                    "The registry cannot be written: its file or folder is read-only. Check the "
-                    "permissions of the data folder, or choose another one with --data-dir."
-                ) from error
-            if "disk" in str(error) and "full" in str(error):
-                raise RegistryError(
-                    "The disk is full: the registry could not be updated. Free some space and "
-                    "try again; nothing was changed."
-                ) from error
+            plain = plain_database_error(error)
+            if plain is not None:
+                raise plain from error
             raise
 
     return wrapper
