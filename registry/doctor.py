@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from registry.models import Extension, ExtensionInstall
+from registry.models import Extension
 from registry.recovery import recover_interrupted, remove_tree
-from registry.store import Registry, process_is_alive, utc_now
+from registry.store import Registry, process_is_alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +143,14 @@ def repair(registry: Registry) -> list[str]:
     for extension in registered.values():
         if (registry.paths.extensions / extension.id).is_dir():
             continue
-        now = utc_now()
         with registry.database.atomic():
             Extension.delete().where(Extension.id == extension.id).execute()
-            ExtensionInstall.insert(
-                extension_id=extension.id,
-                kind="UNINSTALL",
-                status="COMPLETED",
-                progress=100,
-                current_step="Done",
+            registry.record_completed_operation(
+                extension.id,
+                "UNINSTALL",
+                "Unregistered by the doctor: the extension's folder was missing.",
                 from_version=extension.version,
-                started_at=now,
-                updated_at=now,
-                ended_at=now,
-                error="Unregistered by the doctor: the extension's folder was missing.",
-            ).execute()
+            )
         done.append(f"Unregistered {extension.id}: its folder was missing.")
 
     if registry.paths.extensions.is_dir():

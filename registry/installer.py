@@ -464,14 +464,7 @@ class Installer:
                         (ExtensionConfig.extension_id == manifest.id)
                         & (ExtensionConfig.key.in_(plan.config_removed))
                     ).execute()
-            ExtensionInstall.update(
-                status="COMPLETED",
-                progress=100,
-                current_step="Done",
-                ended_at=now,
-                updated_at=now,
-                error=None,
-            ).where(ExtensionInstall.install_id == install_id).execute()
+            _mark_completed(install_id, now)
 
     # -- uninstall -------------------------------------------------------------------------------
 
@@ -499,13 +492,7 @@ class Installer:
             now = utc_now()
             with self.registry.database.atomic():
                 Extension.delete().where(Extension.id == extension_id).execute()
-                ExtensionInstall.update(
-                    status="COMPLETED",
-                    progress=100,
-                    current_step="Done",
-                    ended_at=now,
-                    updated_at=now,
-                ).where(ExtensionInstall.install_id == install_id).execute()
+                _mark_completed(install_id, now)
             swap.swapped = False
             if swap.trash is not None:
                 remove_tree(swap.trash)
@@ -562,6 +549,18 @@ class Installer:
                 shutil.rmtree(staging)
         except OSError:
             log.exception("could not remove %s", staging)
+
+
+def _mark_completed(install_id: int, now: str) -> None:
+    """Inside the caller's transaction, with the rows that make the change real."""
+    ExtensionInstall.update(
+        status="COMPLETED",
+        progress=100,
+        current_step="Done",
+        ended_at=now,
+        updated_at=now,
+        error=None,
+    ).where(ExtensionInstall.install_id == install_id).execute()
 
 
 class InstallRefusedError(UserFacingError):

@@ -37,7 +37,7 @@ from registry.doctor import diagnose, installed_files
 from registry.errors import ManifestError, RegistryError
 from registry.limits import DEFAULT_LIMITS
 from registry.manifest import Manifest, parse_manifest
-from registry.models import Extension, ExtensionInstall
+from registry.models import Extension
 from registry.paths import DataPaths
 from registry.startup import extension_folders, missing_registry_problem, open_registry
 from registry.store import Registry, utc_now
@@ -345,20 +345,14 @@ def _register_folders(registry: Registry, reason: str, app_version: str) -> list
                 installed_at=now,
                 updated_at=now,
             ).execute()
-            ExtensionInstall.insert(
-                extension_id=manifest.id,
-                kind="INSTALL",
-                status="COMPLETED",
-                progress=100,
-                current_step="Done",
+            registry.record_completed_operation(
+                manifest.id,
+                "INSTALL",
+                note,
                 to_version=str(manifest.version),
                 file_count=len(files),
                 total_bytes=sum(size for _path, size in files),
-                started_at=now,
-                updated_at=now,
-                ended_at=now,
-                error=note,
-            ).execute()
+            )
         actions.append(f"Re-registered {manifest.id} {manifest.version} from {folder}.")
     if not actions:
         actions.append("Started a new, empty registry: there were no extension folders.")

@@ -317,6 +317,28 @@ class Registry:
                 raise OperationNotFoundError(install_id)
 
     @_translate_errors
+    def record_completed_operation(
+        self, extension_id: str, kind: str, note: str, **fields: Any
+    ) -> int:
+        """Record a change made outside the installer (doctor, rescue) as one finished
+        operation, so that the history explains it; joins the caller's transaction if any."""
+        now = utc_now()
+        with self.database.atomic():
+            row = ExtensionInstall.create(
+                extension_id=extension_id,
+                kind=kind,
+                status="COMPLETED",
+                progress=100,
+                current_step="Done",
+                started_at=now,
+                updated_at=now,
+                ended_at=now,
+                error=note,
+                **fields,
+            )
+        return int(row.install_id)
+
+    @_translate_errors
     def finish_operation(self, install_id: int, status: str, error: str | None = None) -> None:
         fields: dict[str, Any] = {"status": status, "ended_at": utc_now(), "error": error}
         if status == "COMPLETED":
