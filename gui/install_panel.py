@@ -197,6 +197,9 @@ class InstallPanel(QWidget):
 
     operation_finished = Signal(object)  # OperationRecord, once per operation
     rows_changed = Signal()
+    # Another process finished an operation this panel never showed (it started and ended
+    # between two scans): what is installed may have changed.
+    external_change = Signal()
 
     def __init__(
         self,
@@ -217,6 +220,7 @@ class InstallPanel(QWidget):
         self._confirm_queue: deque[ConfirmRequest] = deque()
         self._confirming = False
         self._closed = False
+        self._newest_seen_id: int | None = None
 
         self.heading = QLabel("Operations")
         heading_font = self.heading.font()
@@ -397,6 +401,7 @@ class InstallPanel(QWidget):
             log.warning("could not list active operations: %s", error)
             return
         known = {op.install_id for op in self.operations} | self._ignored_ids
+        self._notice_finished_elsewhere(known)
         added = False
         for record in reversed(active):  # oldest first, so rows keep their start order
             if record.install_id in known or self._is_own_pending(record):
@@ -420,6 +425,25 @@ class InstallPanel(QWidget):
             added = True
         if added:
             self._active_timer.start()
+
+    def _notice_finished_elsewhere(self, known: set[int | None]) -> None:
+        try:
+            if self._newest_seen_id is None:
+                newest = self.registry.list_operations(limit=1)
+                self._newest_seen_id = newest[0].install_id if newest else 0
+                return
+            recent = self.registry.list_operations(since_id=self._newest_seen_id)
+        except RegistryError as error:
+            log.warning("could not list recent operations: %s", error)
+            return
+        if not recent:
+            return
+        self._newest_seen_id = max(record.install_id for record in recent)
+        if any(
+            not record.active and record.install_id not in known and record.owner_pid != os.getpid()
+            for record in recent
+        ):
+            self.external_change.emit()
 
     def _is_own_pending(self, record: OperationRecord) -> bool:
         """A row our worker has just created, whose ``begun`` signal is still on its way."""

@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
 
         self.install_panel = InstallPanel(registry, self.installer, self.pool)
         self.install_panel.operation_finished.connect(self._on_operation_finished)
+        self.install_panel.external_change.connect(self.refresh)
 
         self.drop_area = QFrame()
         self.drop_area.setObjectName("dropArea")
