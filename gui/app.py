@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QIcon
@@ -22,17 +23,14 @@ import assets
 from gui import messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
+from migrations.runner import RegistryNeedsRescueError
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
-from registry.rescue import (
-    RegistryNeedsRescueError,
-    RescueOptions,
-    RescueResult,
-    rebuild_from_disk,
-    rescue_options,
-    restore_latest_backup,
-)
 from registry.startup import OpenedRegistry, open_registry
+
+if TYPE_CHECKING:
+    # The rescue is only imported on the path that needs it: it is never part of a normal launch.
+    from registry.rescue import RescueOptions, RescueResult
 
 log = logging.getLogger(__name__)
 APP_VERSION = "0.1.0"
@@ -127,6 +125,8 @@ class LaunchController(QObject):
     def _offer_rescue(self, error: RegistryNeedsRescueError) -> None:
         """Still on the opening thread: look at what can be rescued (reads only)."""
         try:
+            from registry.rescue import rescue_options
+
             options = rescue_options(self.paths)
         except Exception:
             log.exception("looking for a way to rescue the registry failed")
@@ -137,6 +137,8 @@ class LaunchController(QObject):
             self._registry_needs_rescue.emit(options)
 
     def _on_needs_rescue(self, options: RescueOptions) -> None:
+        from registry.rescue import rebuild_from_disk, restore_latest_backup
+
         log.error("launch needs a rescue: %s", options.problem)
         actions: list[tuple[str, Callable[[], RescueResult]]] = []
         if options.backup is not None:

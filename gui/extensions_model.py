@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from registry.store import ExtensionRecord
+from registry.store import ExtensionRecord, ExtensionSummary
 
 Index = QModelIndex | QPersistentModelIndex
 COLUMNS = ("Name", "Version", "Enabled", "Installed", "Id")
@@ -17,7 +18,7 @@ NAME, VERSION, ENABLED, INSTALLED, IDENTIFIER = range(len(COLUMNS))
 RecordRole = Qt.ItemDataRole.UserRole + 1
 
 
-def icon_file(record: ExtensionRecord) -> Path | None:
+def icon_file(record: ExtensionRecord | ExtensionSummary) -> Path | None:
     """The extension's icon inside its own folder; a path that escapes the folder is ignored."""
     if not record.icon_path:
         return None
@@ -37,7 +38,7 @@ class IconCache:
     def __init__(self) -> None:
         self._icons: dict[tuple[str, str], QIcon] = {}
 
-    def icon(self, record: ExtensionRecord) -> QIcon:
+    def icon(self, record: ExtensionRecord | ExtensionSummary) -> QIcon:
         key = (record.id, record.updated_at)
         icon = self._icons.get(key)
         if icon is None:
@@ -48,34 +49,92 @@ class IconCache:
             self._icons[key] = icon
         return icon
 
-    def forget_others(self, records: list[ExtensionRecord]) -> None:
+    def forget_others(self, records: list[ExtensionSummary]) -> None:
         keep = {(record.id, record.updated_at) for record in records}
         self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
 
 
 class ExtensionsModel(QAbstractTableModel):
+    """Sorts and filters itself in Python with plain list operations.
+
+    A QSortFilterProxyModel compares rows by calling ``data()`` back into Python for every
+    comparison: with ten thousand extensions that is hundreds of thousands of calls and seconds
+    of frozen window. Sorting once with a key function and filtering on a precomputed lowercase
+    text keeps opening and filtering the list instant.
+    """
+
     def __init__(self) -> None:
         super().__init__()
-        self._records: list[ExtensionRecord] = []
+        self._all: list[ExtensionSummary] = []
+        self._search_text: dict[str, str] = {}
+        self._rows: list[ExtensionSummary] = []
+        self._filter = ""
+        self._sort_column = NAME
+        self._sort_order = Qt.SortOrder.AscendingOrder
         self.icons = IconCache()
 
-    def set_records(self, records: list[ExtensionRecord]) -> None:
+    # -- contents --------------------------------------------------------------------------------
+
+    def set_records(self, records: list[ExtensionSummary]) -> None:
         self.beginResetModel()
-        self._records = list(records)
-        self.icons.forget_others(self._records)
+        self._all = list(records)
+        self._search_text = {
+            r.id: f"{r.name}\n{r.id}\n{r.version}\n{r.description}".casefold() for r in records
+        }
+        self.icons.forget_others(self._all)
+        self._rows = self._arranged()
         self.endResetModel()
 
+    def set_filter(self, text: str) -> None:
+        self._filter = text.strip().casefold()
+        self._relayout()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        self._sort_column, self._sort_order = column, order
+        self._relayout()
+
+    def total_count(self) -> int:
+        """Installed extensions, whether or not the filter shows them."""
+        return len(self._all)
+
     def row_of(self, extension_id: str) -> int | None:
-        for row, record in enumerate(self._records):
+        for row, record in enumerate(self._rows):
             if record.id == extension_id:
                 return row
         return None
 
-    def record(self, row: int) -> ExtensionRecord:
-        return self._records[row]
+    def record(self, row: int) -> ExtensionSummary:
+        return self._rows[row]
+
+    def _arranged(self) -> list[ExtensionSummary]:
+        rows = self._all
+        if self._filter:
+            needle = self._filter
+            rows = [r for r in rows if needle in self._search_text[r.id]]
+        key = SORT_KEYS.get(self._sort_column, SORT_KEYS[NAME])
+        descending = self._sort_order == Qt.SortOrder.DescendingOrder
+        return sorted(rows, key=key, reverse=descending)
+
+    def _relayout(self) -> None:
+        """Re-sort/re-filter keeping the selection and current row on the same extensions."""
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()
+        ids = [self._rows[index.row()].id if index.isValid() else None for index in old]
+        self._rows = self._arranged()
+        position = {record.id: row for row, record in enumerate(self._rows)}
+        new = [
+            self.index(position[ext_id], index.column())
+            if ext_id is not None and ext_id in position
+            else QModelIndex()
+            for index, ext_id in zip(old, ids, strict=True)
+        ]
+        self.changePersistentIndexList(old, new)
+        self.layoutChanged.emit()
+
+    # -- QAbstractTableModel ---------------------------------------------------------------------
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._records)
+        return 0 if parent.isValid() else len(self._rows)
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(COLUMNS)
@@ -90,7 +149,7 @@ class ExtensionsModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        record = self._records[index.row()]
+        record = self._rows[index.row()]
         column = index.column()
         if role == RecordRole:
             return record
@@ -110,3 +169,22 @@ class ExtensionsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and column == NAME:
             return record.description or record.id
         return None
+
+
+def _version_key(record: ExtensionSummary) -> tuple[object, ...]:
+    """Semantic-version order (1.10.0 after 1.9.0); unparsable versions last, as text."""
+    from registry.manifest import SemVer  # only when sorting by version: keeps launch lean
+
+    try:
+        return (0, SemVer.parse(record.version))
+    except ValueError:
+        return (1, record.version)
+
+
+SORT_KEYS: dict[int, Callable[[ExtensionSummary], Any]] = {
+    NAME: lambda r: (r.name.casefold(), r.id),
+    VERSION: _version_key,
+    ENABLED: lambda r: (r.enabled, r.name.casefold()),
+    INSTALLED: lambda r: (r.installed_at, r.name.casefold()),
+    IDENTIFIER: lambda r: r.id,
+}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import platform
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import PySide6
 from PySide6.QtCore import (
     QSettings,
-    QSortFilterProxyModel,
     Qt,
     Signal,
     qVersion,
@@ -51,13 +51,15 @@ from gui import desktop, messages
 from gui.activity_view import ActivityView
 from gui.config_dialog import ConfigDialog
 from gui.details_pane import DetailsPane
-from gui.doctor_dialog import DoctorDialog
 from gui.extensions_model import ENABLED, IDENTIFIER, INSTALLED, NAME, VERSION, ExtensionsModel
 from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
 from gui.workers import WorkerPool
 from registry.installer import Installer
 from registry.store import ExtensionRecord, OperationRecord, Registry
+
+if TYPE_CHECKING:
+    from gui.doctor_dialog import DoctorDialog
 
 EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
 DEFAULT_APP_VERSION = "0.1.0"
@@ -97,22 +99,17 @@ class MainWindow(QMainWindow):
         self.installer = Installer(registry, app_version)
 
         self.extensions_model = ExtensionsModel()
-        self.proxy_model = QSortFilterProxyModel(self)
-        self.proxy_model.setSourceModel(self.extensions_model)
-        self.proxy_model.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy_model.setFilterKeyColumn(-1)
-        self.proxy_model.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter extensions (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setAccessibleName("Filter installed extensions")
-        self.filter_edit.textChanged.connect(self.proxy_model.setFilterFixedString)
+        self.filter_edit.textChanged.connect(self.extensions_model.set_filter)
 
         self.table = QTableView()
         self.table.setObjectName("extensionsTable")
         self.table.setAccessibleName("Installed extensions")
-        self.table.setModel(self.proxy_model)
+        self.table.setModel(self.extensions_model)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -123,6 +120,8 @@ class MainWindow(QMainWindow):
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         for column in (VERSION, ENABLED, INSTALLED):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        # Size columns from the visible rows plus a sample, not from all ten thousand.
+        header.setResizeContentsPrecision(100)
         self.table.setColumnHidden(IDENTIFIER, True)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
@@ -269,8 +268,8 @@ class MainWindow(QMainWindow):
     def refresh(self) -> None:
         """Re-read the extensions and the schema version from the registry."""
         selected = self.selected_extension_id()
-        self.extensions_model.set_records(self.registry.list_extensions())
-        has_rows = self.extensions_model.rowCount() > 0
+        self.extensions_model.set_records(self.registry.list_extension_summaries())
+        has_rows = self.extensions_model.total_count() > 0
         self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
         self.schema_label.setText(f"Schema version {self.registry.schema_version()}")
         self.data_dir_label.setText(f"Data: {self.registry.paths.root}")
@@ -283,20 +282,18 @@ class MainWindow(QMainWindow):
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        source = self.proxy_model.mapToSource(rows[0])
-        return self.extensions_model.record(source.row()) if source.isValid() else None
+        # The list holds summaries; the details need the full record, one row's read.
+        return self.registry.get_extension(self.extensions_model.record(rows[0].row()).id)
 
     def selected_extension_id(self) -> str | None:
-        record = self.selected_record()
-        return record.id if record is not None else None
+        rows = self.table.selectionModel().selectedRows()
+        return self.extensions_model.record(rows[0].row()).id if rows else None
 
     def select_extension(self, extension_id: str) -> bool:
         row = self.extensions_model.row_of(extension_id)
         if row is None:
             return False
-        index = self.proxy_model.mapFromSource(self.extensions_model.index(row, NAME))
-        if not index.isValid():
-            return False
+        index = self.extensions_model.index(row, NAME)
         self.table.selectRow(index.row())
         self.table.setCurrentIndex(index)
         return True
@@ -458,6 +455,8 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.activity_view)
 
     def check_registry(self) -> None:
+        from gui.doctor_dialog import DoctorDialog  # the doctor is rarely used: not at launch
+
         dialog = DoctorDialog(self.registry, self.pool, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.repaired.connect(self.refresh)

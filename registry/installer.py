@@ -32,11 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from registry.archive import OpenArchive, open_archive
 from registry.errors import (
     InstallCancelledError,
     ManifestError,
@@ -44,7 +43,6 @@ from registry.errors import (
     UserFacingError,
 )
 from registry.limits import DEFAULT_LIMITS, Limits
-from registry.manifest import Manifest, SemVer, check_compatibility, parse_manifest
 from registry.models import Extension, ExtensionConfig, ExtensionInstall
 from registry.permissions import PERMISSIONS
 from registry.recovery import remove_tree, staging_dir_for, trash_dir_for
@@ -56,6 +54,14 @@ from registry.store import (
     process_is_alive,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from registry.archive import OpenArchive
+    from registry.manifest import Manifest
+
+# The archive reader and the manifest validator (zipfile, bz2, lzma, many regular expressions)
+# are imported by the operations that use them: the window imports this module at launch, and
+# its launch time is measured.
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +266,9 @@ class Installer:
         cancel: CancelToken,
         swap: _Swap,
     ) -> None:
+        from registry.archive import open_archive
+        from registry.manifest import check_compatibility, parse_manifest
+
         progress.step("Reading the archive")
         with open_archive(archive_path, self.limits) as archive:
             progress.step(
@@ -383,6 +392,8 @@ class Installer:
         removed: tuple[str, ...] = ()
         if installed is not None:
             installed_version = installed.version
+            from registry.manifest import SemVer
+
             try:
                 current = SemVer.parse(installed.version)
             except ValueError:

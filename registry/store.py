@@ -109,6 +109,21 @@ class ExtensionRecord:
         return dict(defaults) if isinstance(defaults, dict) else {}
 
 
+@dataclass(frozen=True, slots=True)
+class ExtensionSummary:
+    """What a list of extensions shows: cheap to read for ten thousand rows (no JSON)."""
+
+    id: str
+    name: str
+    version: str
+    description: str
+    enabled: bool
+    icon_path: str | None
+    install_path: str
+    installed_at: str
+    updated_at: str
+
+
 def _operation_record(row: ExtensionInstall) -> OperationRecord:
     return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
 
@@ -385,6 +400,30 @@ class Registry:
     @_translate_errors
     def list_extensions(self) -> list[ExtensionRecord]:
         return [_extension_record(row) for row in Extension.select().order_by(Extension.name)]
+
+    @_translate_errors
+    def list_extension_summaries(self) -> list[ExtensionSummary]:
+        """Every installed extension, by name; tuples straight from SQLite, no model objects."""
+        query = (
+            Extension.select(*(getattr(Extension, name) for name in ExtensionSummary.__slots__))
+            .order_by(Extension.name)
+            .tuples()
+        )
+        rows: list[tuple[Any, ...]] = list(query)  # type: ignore[arg-type]  # .tuples() rows
+        return [
+            ExtensionSummary(
+                id=row[0],
+                name=row[1],
+                version=row[2],
+                description=row[3],
+                enabled=bool(row[4]),
+                icon_path=row[5],
+                install_path=row[6],
+                installed_at=row[7],
+                updated_at=row[8],
+            )
+            for row in rows
+        ]
 
     @_translate_errors
     def get_extension(self, extension_id: str) -> ExtensionRecord | None:
