@@ -199,7 +199,7 @@ class LaunchController(QObject):
 
     def _on_opened(self, opened: OpenedRegistry) -> None:
         self.opened = opened
-        self.window = MainWindow(opened.registry, self.app_version)
+        self.window = MainWindow(opened.registry, self.app_version, opened.extensions)
         if self.smoke_test:
             # Report after the paint event has fully returned, not from inside it.
             self.window.first_painted.connect(

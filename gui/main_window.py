@@ -56,7 +56,7 @@ from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
 from gui.workers import WorkerPool
 from registry.installer import Installer
-from registry.store import ExtensionRecord, OperationRecord, Registry
+from registry.store import ExtensionRecord, ExtensionSummary, OperationRecord, Registry
 
 if TYPE_CHECKING:
     from gui.doctor_dialog import DoctorDialog
@@ -81,7 +81,12 @@ def is_zip(path: Path) -> bool:
 class MainWindow(QMainWindow):
     first_painted = Signal()
 
-    def __init__(self, registry: Registry, app_version: str = DEFAULT_APP_VERSION) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        app_version: str = DEFAULT_APP_VERSION,
+        initial_extensions: list[ExtensionSummary] | None = None,
+    ) -> None:
         super().__init__()
         self.registry = registry
         self.app_version = app_version
@@ -118,10 +123,13 @@ class MainWindow(QMainWindow):
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
-        for column in (VERSION, ENABLED, INSTALLED):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        # Size columns from the visible rows plus a sample, not from all ten thousand.
-        header.setResizeContentsPrecision(100)
+        # Widths from the longest text each column shows, measured once: ResizeToContents would
+        # measure rows on every layout, which costs tens of milliseconds with many extensions.
+        metrics = self.table.fontMetrics()
+        samples = {VERSION: "10.10.10-beta.10", ENABLED: "Enabled", INSTALLED: "2026-12-31 23:59"}
+        for column, sample in samples.items():
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, metrics.horizontalAdvance(sample) + 24)
         self.table.setColumnHidden(IDENTIFIER, True)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
@@ -184,7 +192,7 @@ class MainWindow(QMainWindow):
 
         self.resize(960, 600)
         self.restore_geometry()
-        self.refresh()
+        self.refresh(initial_extensions)
 
     # -- menus and shortcuts ---------------------------------------------------------------------
 
@@ -265,10 +273,13 @@ class MainWindow(QMainWindow):
 
     # -- reading the registry --------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Re-read the extensions and the schema version from the registry."""
+    def refresh(self, extensions: list[ExtensionSummary] | None = None) -> None:
+        """Re-read the extensions and the schema version from the registry (``extensions``:
+        a list just read elsewhere, e.g. by the launch while Qt was loading)."""
         selected = self.selected_extension_id()
-        self.extensions_model.set_records(self.registry.list_extension_summaries())
+        if extensions is None:
+            extensions = self.registry.list_extension_summaries()
+        self.extensions_model.set_records(extensions)
         has_rows = self.extensions_model.total_count() > 0
         self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
         self.schema_label.setText(f"Schema version {self.registry.schema_version()}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from migrations.runner import (
     RESCUE_HINT,
@@ -15,7 +15,7 @@ from migrations.runner import (
 from registry.errors import RegistryError
 from registry.paths import DataPaths
 from registry.recovery import RecoveryReport, recover_interrupted
-from registry.store import Registry
+from registry.store import ExtensionSummary, Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class OpenedRegistry:
     registry: Registry
     migration: MigrationReport
     recovery: RecoveryReport
+    # Read on the opening thread for the first view, while the GUI toolkit was still loading.
+    extensions: list[ExtensionSummary] | None = None
 
 
 def extension_folders(paths: DataPaths) -> tuple[str, ...]:
@@ -110,6 +112,7 @@ def open_in_background(paths: DataPaths) -> Future[OpenedRegistry]:
 
     def work() -> OpenedRegistry:
         opened = open_registry(paths)
+        opened = replace(opened, extensions=opened.registry.list_extension_summaries())
         # peewee keeps one connection per thread; this thread is finished with its own.
         opened.registry.database.close()
         return opened

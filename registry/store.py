@@ -403,13 +403,10 @@ class Registry:
 
     @_translate_errors
     def list_extension_summaries(self) -> list[ExtensionSummary]:
-        """Every installed extension, by name; tuples straight from SQLite, no model objects."""
-        query = (
-            Extension.select(*(getattr(Extension, name) for name in ExtensionSummary.__slots__))
-            .order_by(Extension.name)
-            .tuples()
-        )
-        rows: list[tuple[Any, ...]] = list(query)  # type: ignore[arg-type]  # .tuples() rows
+        """Every installed extension, by name: rows straight from SQLite, without peewee's
+        per-field conversion, which dominates the window's opening time at ten thousand rows."""
+        columns = ", ".join(ExtensionSummary.__slots__)
+        rows = self.fetch_all(f"SELECT {columns} FROM extensions ORDER BY name")
         return [
             ExtensionSummary(
                 id=row[0],
