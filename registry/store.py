@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import peewee
-import psutil
 
 from migrations.lock import RegistryLock
 from migrations.runner import APPLICATION_ID, latest_version
@@ -195,13 +194,25 @@ def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# psutil is imported by the two functions below, which a launch calls only when there is an
+# operation to record or to check: it is not needed to open the window.
+
+
 def current_process_identity() -> tuple[int, float]:
     """PID plus start time: a PID alone can be reused by an unrelated process after a crash."""
-    process = psutil.Process(os.getpid())
-    return process.pid, process.create_time()
+    return _identity_of(os.getpid())
+
+
+@functools.cache
+def _identity_of(pid: int) -> tuple[int, float]:
+    import psutil
+
+    return pid, psutil.Process(pid).create_time()
 
 
 def process_is_alive(pid: int | None, started: float | None) -> bool:
+    import psutil
+
     if pid is None:
         return False
     try:
@@ -230,7 +241,6 @@ class Registry:
             lock_type="IMMEDIATE",
         )
         database_proxy.initialize(self.database)
-        self._owner = current_process_identity()
         self._check_schema()
 
     def _check_schema(self) -> None:
@@ -296,7 +306,7 @@ class Registry:
         """Record an operation the moment a file is accepted, before its manifest is read."""
         if status not in STATUSES or kind not in KINDS:
             raise ValueError(f"unknown status {status!r} or kind {kind!r}")
-        pid, started = self._owner
+        pid, started = current_process_identity()
         now = utc_now()
         with self.database.atomic():
             row = ExtensionInstall.create(
