@@ -10,17 +10,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from gui.install_panel import change_text
+from gui.table_model import Index, RecordTableModel
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
 
 log = logging.getLogger(__name__)
 
-Index = QModelIndex | QPersistentModelIndex
 COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Error")
 TIME, FILE, EXTENSION, CHANGE, STATUS, ERROR = range(len(COLUMNS))
 PAGE_SIZE = 500
@@ -32,70 +32,59 @@ STATUS_WORDS = {
 }
 
 
-class ActivityModel(QAbstractTableModel):
+class ActivityModel(RecordTableModel):
+    columns = COLUMNS
+
     def __init__(self, registry: Registry) -> None:
         super().__init__()
         self.registry = registry
-        self._records: list[OperationRecord] = []
+        self._rows: list[OperationRecord] = []
         self._more = False
         self.loaded = False
 
     def reload(self) -> None:
         """Re-read as many of the newest operations as are shown now (at least a page)."""
-        wanted = max(PAGE_SIZE, len(self._records))
+        wanted = max(PAGE_SIZE, len(self._rows))
         try:
             records = self.registry.list_operations(limit=wanted)
         except RegistryError as error:
             log.warning("could not read the activity: %s", error)
             return
         self.beginResetModel()
-        self._records = records
+        self._rows = records
         self._more = len(records) == wanted
         self.loaded = True
         self.endResetModel()
 
     def record(self, row: int) -> OperationRecord:
-        return self._records[row]
+        return self._rows[row]
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
         return not parent.isValid() and self._more
 
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
-        if parent.isValid() or not self._records:
+        if parent.isValid() or not self._rows:
             return
         # Without a "before id" filter in the registry API, ask for a longer newest-first list
         # and keep the part not shown yet.
-        shown = len(self._records)
+        shown = len(self._rows)
         try:
             records = self.registry.list_operations(limit=shown + PAGE_SIZE)
         except RegistryError as error:
             log.warning("could not read more activity: %s", error)
             return
-        oldest_shown = self._records[-1].install_id
+        oldest_shown = self._rows[-1].install_id
         extra = [r for r in records if r.install_id < oldest_shown]
         self._more = len(records) == shown + PAGE_SIZE
         if extra:
             self.beginInsertRows(QModelIndex(), shown, shown + len(extra) - 1)
-            self._records.extend(extra)
+            self._rows.extend(extra)
             self.endInsertRows()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._records)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
-        record = self._records[index.row()]
+        record = self._rows[index.row()]
         column = index.column()
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             if column == TIME:

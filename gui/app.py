@@ -111,14 +111,8 @@ class LaunchController(QObject):
             opened.registry.database.close()
         except RegistryNeedsRescueError as error:
             self._offer_rescue(error)
-        except UserFacingError as error:
-            self._registry_failed.emit(str(error))
         except Exception as error:
-            log.exception("opening the registry failed")
-            self._registry_failed.emit(
-                f"The registry could not be opened because of an unexpected error ({error}). "
-                "Details are in the log file."
-            )
+            self._report_failure(error, "opened", "")
         else:
             self._registry_opened.emit(opened)
 
@@ -181,16 +175,21 @@ class LaunchController(QObject):
             result = action()
             opened = open_registry(self.paths)
             opened.registry.database.close()
-        except UserFacingError as error:
-            self._registry_failed.emit(str(error))
         except Exception as error:
-            log.exception("rescuing the registry failed")
-            self._registry_failed.emit(
-                f"The registry could not be rescued because of an unexpected error ({error}). "
-                "Nothing was deleted; details are in the log file."
-            )
+            self._report_failure(error, "rescued", "Nothing was deleted; ")
         else:
             self._registry_rescued.emit(result, opened)
+
+    def _report_failure(self, error: Exception, could_not_be: str, reassurance: str) -> None:
+        """Expected failures in their own words; a bug logged with its traceback."""
+        if isinstance(error, UserFacingError):
+            self._registry_failed.emit(str(error))
+            return
+        log.error("the registry could not be %s", could_not_be, exc_info=error)
+        self._registry_failed.emit(
+            f"The registry could not be {could_not_be} because of an unexpected error ({error}). "
+            f"{reassurance}Details are in the log file."
+        )
 
     def _on_rescued(self, result: RescueResult, opened: OpenedRegistry) -> None:
         log.warning("registry rescued: %s", " ".join(result.actions))

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from gui.table_model import Index, RecordTableModel
 from registry.store import ExtensionRecord, ExtensionSummary
 
-Index = QModelIndex | QPersistentModelIndex
 COLUMNS = ("Name", "Version", "Enabled", "Installed", "Id")
 NAME, VERSION, ENABLED, INSTALLED, IDENTIFIER = range(len(COLUMNS))
 RecordRole = Qt.ItemDataRole.UserRole + 1
@@ -54,7 +54,7 @@ class IconCache:
         self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
 
 
-class ExtensionsModel(QAbstractTableModel):
+class ExtensionsModel(RecordTableModel):
     """Sorts and filters itself in Python with plain list operations.
 
     A QSortFilterProxyModel compares rows by calling ``data()`` back into Python for every
@@ -63,11 +63,13 @@ class ExtensionsModel(QAbstractTableModel):
     text keeps opening and filtering the list instant.
     """
 
+    columns = COLUMNS
+
     def __init__(self) -> None:
         super().__init__()
+        self._rows: list[ExtensionSummary] = []
         self._all: list[ExtensionSummary] = []
         self._search_text: dict[str, str] = {}
-        self._rows: list[ExtensionSummary] = []
         self._filter = ""
         self._sort_column = NAME
         self._sort_order = Qt.SortOrder.AscendingOrder
@@ -132,19 +134,6 @@ class ExtensionsModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     # -- QAbstractTableModel ---------------------------------------------------------------------
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
