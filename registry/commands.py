@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from migrations.runner import read_status
 from registry.errors import UserFacingError
@@ -111,23 +113,93 @@ PAST_TENSE = {
 }
 
 
-def _ask_on_terminal(plan: InstallPlan) -> bool:
-    print("\n".join(plan.describe()), file=sys.stderr)
-    verb = {"INSTALL": "Install", "UPGRADE": "Upgrade", "REINSTALL": "Reinstall"}.get(
-        plan.kind, "Downgrade"
-    )
-    try:
-        answer = input(f"{verb}? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+class TerminalProgress:
+    """A one-line progress bar on stderr, drawn from the operation's registry row (the same
+    numbers the window shows), paused while the confirmation question is on screen."""
+
+    WIDTH = 30
+
+    def __init__(self, registry: Registry, stream: TextIO) -> None:
+        self.registry = registry
+        self.stream = stream
+        self.asking = threading.Event()
+        self._drawn = False
+
+    def ask(self, plan: InstallPlan) -> bool:
+        self.asking.set()
+        try:
+            self.clear()
+            print("\n".join(plan.describe()), file=self.stream)
+            verb = {"INSTALL": "Install", "UPGRADE": "Upgrade", "REINSTALL": "Reinstall"}.get(
+                plan.kind, "Downgrade"
+            )
+            try:
+                answer = input(f"{verb}? [y/N] ")
+            except EOFError:
+                return False
+            return answer.strip().lower() in ("y", "yes")
+        finally:
+            self.asking.clear()
+
+    def draw(self, install_id: int, label: str) -> None:
+        if self.asking.is_set():
+            return
+        record = self.registry.get_operation(install_id)
+        filled = record.progress * self.WIDTH // 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(
+            f"\r{label[:30]:<30} [{bar}] {record.progress:3d}% {record.current_step:<36}"
+        )
+        self.stream.flush()
+        self._drawn = True
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+    def run(
+        self, install_id: int, label: str, work: Callable[[], OperationRecord]
+    ) -> OperationRecord:
+        """Run the install on a thread and redraw the bar until it ends."""
+        results: list[OperationRecord] = []
+        failures: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                results.append(work())
+            except BaseException as error:
+                failures.append(error)
+            finally:
+                self.registry.database.close()  # this thread's connection
+
+        worker = threading.Thread(target=target, name="install", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            self.draw(install_id, label)
+            worker.join(PROGRESS_REDRAW_SECONDS)
+        self.draw(install_id, label)
+        self.clear()
+        if failures:
+            raise failures[0]
+        return results[0]
+
+
+PROGRESS_REDRAW_SECONDS = 0.1
 
 
 def _configure_install(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("archives", nargs="+", metavar="ZIP", type=Path, help="extension archives")
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     sub.add_argument("--reinstall", action="store_true", help="allow installing the same version")
-    sub.add_argument("--downgrade", action="store_true", help="allow installing an older version")
+    sub.add_argument(
+        "--allow-downgrade",
+        "--downgrade",
+        dest="downgrade",
+        action="store_true",
+        help="allow installing an older version",
+    )
 
 
 @command("install", "install or upgrade extensions from .zip files")
@@ -145,10 +217,25 @@ def install_command(args: argparse.Namespace, registry: Registry, app_version: s
         )
         return EXIT_USAGE
     results = []
+    terminal = TerminalProgress(registry, sys.stderr)
+    show_bar = not args.json and sys.stderr.isatty()
     for archive in args.archives:
-        record = installer.install(
-            archive, options=options, confirm=_ask_on_terminal if interactive else None
-        )
+        confirm = terminal.ask if interactive else None
+        if show_bar:
+            install_id = installer.begin(archive)
+            record = terminal.run(
+                install_id,
+                archive.name,
+                functools.partial(
+                    installer.install,
+                    archive,
+                    options=options,
+                    confirm=confirm,
+                    install_id=install_id,
+                ),
+            )
+        else:
+            record = installer.install(archive, options=options, confirm=confirm)
         results.append(record)
         if not args.json:
             if record.status == "COMPLETED":
@@ -242,15 +329,27 @@ def config_command(args: argparse.Namespace, registry: Registry, app_version: st
     if args.reset:
         registry.reset_config(args.extension_id)
     changes: dict[str, ConfigValue] = {}
+    shown: list[str] = []
     for assignment in args.assignments:
         key, sep, value = assignment.partition("=")
-        if not sep:
-            print(f"extension-manager: '{assignment}' is not KEY=VALUE.", file=sys.stderr)
-            return EXIT_USAGE
-        changes[key] = _parse_value(value)
+        if sep:
+            changes[key] = _parse_value(value)
+        else:
+            shown.append(key)
     if changes:
         registry.set_config(args.extension_id, changes)
     values = registry.get_config(args.extension_id)
+    unknown = [key for key in shown if key not in values]
+    if unknown:
+        known = ", ".join(values) or "none"
+        print(
+            f"extension-manager: '{unknown[0]}' is not a setting of {args.extension_id}. "
+            f"Its settings are: {known}.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if shown:
+        values = {key: values[key] for key in shown}
     emit(
         args,
         values,
@@ -264,8 +363,8 @@ def _configure_history(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--limit", type=int, default=50, help="how many operations (default 50)")
 
 
-@command("history", "list install, upgrade and uninstall operations, newest first")
-def history_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
+@command("installs", "list install, upgrade and uninstall operations, newest first")
+def installs_command(args: argparse.Namespace, registry: Registry, app_version: str) -> int:
     records = registry.list_operations(limit=args.limit)
     emit(
         args,
@@ -273,6 +372,10 @@ def history_command(args: argparse.Namespace, registry: Registry, app_version: s
         "\n".join(_operation_line(r) for r in records) or "No operations yet.",
     )
     return EXIT_OK
+
+
+# "history" reads better to some; both names stay.
+COMMANDS["history"] = ("same as installs", installs_command)
 
 
 def _configure_doctor(sub: argparse.ArgumentParser) -> None:
@@ -367,6 +470,7 @@ COMMAND_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "enable": _configure_extension_id,
     "disable": _configure_extension_id,
     "config": _configure_config,
+    "installs": _configure_history,
     "history": _configure_history,
     "doctor": _configure_doctor,
     "rescue": _configure_rescue,
