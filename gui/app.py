@@ -108,7 +108,7 @@ class LaunchController(QObject):
         try:
             opened = self.opener(self.paths)
             # Each thread has its own connection in peewee; this thread is done with its one.
-            opened.registry.database.close()
+            opened.registry.close_thread_connection()
         except RegistryNeedsRescueError as error:
             self._offer_rescue(error)
         except Exception as error:
@@ -174,7 +174,7 @@ class LaunchController(QObject):
         try:
             result = action()
             opened = open_registry(self.paths)
-            opened.registry.database.close()
+            opened.registry.close_thread_connection()
         except Exception as error:
             self._report_failure(error, "rescued", "Nothing was deleted; ")
         else:

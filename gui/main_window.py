@@ -8,7 +8,6 @@ thread (short reads only); every write runs on a worker of ``self.pool``.
 from __future__ import annotations
 
 import platform
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,7 +55,13 @@ from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
 from gui.workers import WorkerPool
 from registry.installer import Installer
-from registry.store import ExtensionRecord, ExtensionSummary, OperationRecord, Registry
+from registry.store import (
+    SQLITE_VERSION,
+    ExtensionRecord,
+    ExtensionSummary,
+    OperationRecord,
+    Registry,
+)
 
 if TYPE_CHECKING:
     from gui.doctor_dialog import DoctorDialog
@@ -480,7 +485,7 @@ class MainWindow(QMainWindow):
         return (
             f"Extension Manager {self.app_version}\n\n"
             f"Qt {qVersion()} (PySide6 {PySide6.__version__})\n"
-            f"SQLite {sqlite3.sqlite_version}\n"
+            f"SQLite {SQLITE_VERSION}\n"
             f"Python {platform.python_version()}\n\n"
             f"Registry schema version {self.registry.schema_version()}\n"
             f"Data folder: {self.registry.paths.root}"

@@ -82,8 +82,7 @@ def close_thread_connection(registry: Registry | None) -> None:
     if registry is None:
         return
     try:
-        if not registry.database.is_closed():
-            registry.database.close()
+        registry.close_thread_connection()
     except Exception:
         log.exception("could not close a worker's registry connection")
 

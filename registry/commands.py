@@ -172,7 +172,7 @@ class TerminalProgress:
             except BaseException as error:
                 failures.append(error)
             finally:
-                self.registry.database.close()  # this thread's connection
+                self.registry.close_thread_connection()
 
         worker = threading.Thread(target=target, name="install", daemon=True)
         worker.start()
@@ -493,23 +493,30 @@ def _one_line(error: UserFacingError) -> str:
 
 
 def run_command(args: argparse.Namespace, paths: DataPaths, app_version: str) -> int:
-    folder_handler = FOLDER_COMMANDS.get(args.command)
-    if folder_handler is not None:
-        try:
+    """Every failure ends as one line on stderr and exit code 1, never a traceback."""
+    try:
+        folder_handler = FOLDER_COMMANDS.get(args.command)
+        if folder_handler is not None:
             return folder_handler(args, paths, app_version)
-        except UserFacingError as error:
-            print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
-            return EXIT_FAILURE
-    _help, handler = COMMANDS[args.command]
-    try:
+        _help, handler = COMMANDS[args.command]
         opened = open_registry(paths)
+        try:
+            return handler(args, opened.registry, app_version)
+        finally:
+            opened.registry.close()
     except UserFacingError as error:
-        print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        return handler(args, opened.registry, app_version)
-    except UserFacingError as error:
-        print(f"extension-manager: {_one_line(error)}", file=sys.stderr)
-        return EXIT_FAILURE
-    finally:
-        opened.registry.close()
+        message = _one_line(error)
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        message = (
+            f"{error.strerror or error}{where}. Check the data folder's free space and "
+            "permissions, then try again."
+        )
+    except Exception as error:
+        log.exception("the %s command failed", args.command)
+        message = (
+            f"an unexpected error stopped '{args.command}' ({type(error).__name__}: {error}). "
+            "Details are in the log file."
+        )
+    print(f"extension-manager: {message}", file=sys.stderr)
+    return EXIT_FAILURE

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.models import Extension
-from registry.recovery import recover_interrupted, remove_tree
+from registry.recovery import operation_number, recover_interrupted
 from registry.store import Registry, process_is_alive
 
 
@@ -39,12 +39,28 @@ def _active_operation_ids(registry: Registry) -> set[int]:
     return {op.install_id for op in registry.list_operations(active_only=True)}
 
 
+def _busy_extensions(registry: Registry) -> set[str]:
+    """Extensions a running operation is changing right now: their folder may be between two
+    renames, so neither a finding nor a repair may judge them."""
+    return {
+        op.extension_id
+        for op in registry.list_operations(active_only=True)
+        if op.extension_id and process_is_alive(op.owner_pid, op.owner_started)
+    }
+
+
 def diagnose(registry: Registry) -> list[Finding]:
     findings: list[Finding] = []
     paths = registry.paths
+    busy = _busy_extensions(registry)
+    # The folders are listed before the registry is read: a folder created by an install that
+    # commits in between is then registered, never reported as unregistered.
+    folders = sorted(paths.extensions.iterdir()) if paths.extensions.is_dir() else []
     registered = {ext.id: ext for ext in registry.list_extensions()}
 
     for extension in registered.values():
+        if extension.id in busy:
+            continue
         folder = paths.extensions / extension.id
         if not folder.is_dir():
             findings.append(
@@ -80,16 +96,15 @@ def diagnose(registry: Registry) -> list[Finding]:
                 )
             )
 
-    if paths.extensions.is_dir():
-        for entry in sorted(paths.extensions.iterdir()):
-            if entry.name not in registered:
-                findings.append(
-                    Finding(
-                        f"The folder {entry} is not a registered extension.",
-                        "Repair moves it to the orphans folder, where you can inspect it.",
-                        repairable=True,
-                    )
+    for entry in folders:
+        if entry.name not in registered and entry.name not in busy:
+            findings.append(
+                Finding(
+                    f"The folder {entry} is not a registered extension.",
+                    "Repair moves it to the orphans folder, where you can inspect it.",
+                    repairable=True,
                 )
+            )
 
     stuck = [
         op
@@ -112,8 +127,7 @@ def diagnose(registry: Registry) -> list[Finding]:
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):
-            number = entry.name.removeprefix("op-").split("-", 1)[0]
-            if number.isdigit() and int(number) in active:
+            if operation_number(entry.name) in active:
                 continue
             findings.append(
                 Finding(
@@ -132,16 +146,13 @@ def repair(registry: Registry) -> list[str]:
     done.extend(f"Marked operation {n} as interrupted." for n in recovery.failed_operations)
     done.extend(f"Put back the previous version of {e}." for e in recovery.restored_extensions)
     done.extend(f"Removed leftover {p}." for p in recovery.removed_paths)
-    for leftover in sorted(registry.paths.staging.glob("*")):
-        number = leftover.name.removeprefix("op-").split("-", 1)[0]
-        if number.isdigit() and int(number) in _active_operation_ids(registry):
-            continue
-        remove_tree(leftover)
-        done.append(f"Removed leftover {leftover}.")
 
+    busy = _busy_extensions(registry)
+    extensions_dir = registry.paths.extensions
+    folders = sorted(extensions_dir.iterdir()) if extensions_dir.is_dir() else []
     registered = {ext.id: ext for ext in registry.list_extensions()}
     for extension in registered.values():
-        if (registry.paths.extensions / extension.id).is_dir():
+        if extension.id in busy or (registry.paths.extensions / extension.id).is_dir():
             continue
         with registry.database.atomic():
             Extension.delete().where(Extension.id == extension.id).execute()
@@ -153,14 +164,13 @@ def repair(registry: Registry) -> list[str]:
             )
         done.append(f"Unregistered {extension.id}: its folder was missing.")
 
-    if registry.paths.extensions.is_dir():
-        orphans = registry.paths.root / "orphans"
-        for entry in sorted(registry.paths.extensions.iterdir()):
-            if entry.name in registered:
-                continue
-            orphans.mkdir(exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-            destination = orphans / f"{entry.name}-{stamp}"
-            entry.rename(destination)
-            done.append(f"Moved unregistered folder {entry.name} to {destination}.")
+    orphans = registry.paths.root / "orphans"
+    for entry in folders:
+        if entry.name in registered or entry.name in busy or not entry.exists():
+            continue
+        orphans.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        destination = orphans / f"{entry.name}-{stamp}"
+        entry.rename(destination)
+        done.append(f"Moved unregistered folder {entry.name} to {destination}.")
     return done

@@ -45,11 +45,18 @@ from registry.errors import (
 from registry.limits import DEFAULT_LIMITS, Limits
 from registry.models import Extension, ExtensionConfig, ExtensionInstall
 from registry.permissions import PERMISSIONS
-from registry.recovery import remove_tree, staging_dir_for, trash_dir_for
+from registry.recovery import (
+    RecoveryReport,
+    recover_operation,
+    remove_tree,
+    staging_dir_for,
+    trash_dir_for,
+)
 from registry.store import (
     ACTIVE_STATUSES,
     OperationRecord,
     Registry,
+    operation_record,
     plain_database_error,
     process_is_alive,
     utc_now,
@@ -330,8 +337,7 @@ class Installer:
         progress.step("Recording in the registry")
         self._commit_install(install_id, plan, target, digest, file_list)
         swap.swapped = False  # committed: the new version is the registered one now
-        if swap.trash is not None:
-            remove_tree(swap.trash)
+        _discard_trash(swap)
 
     def _check_cancel(self, cancel: CancelToken) -> None:
         if cancel.cancelled:
@@ -379,6 +385,10 @@ class Installer:
                         f"Another operation (number {other.install_id}) is already changing "
                         f"{extension_id}. Wait for it to finish, then try again."
                     )
+                # Its process died mid-change: finish its recovery now, before this operation
+                # touches the same folders (otherwise the next launch would put its old
+                # version back over ours).
+                recover_operation(self.registry, operation_record(other), RecoveryReport())
             ExtensionInstall.update(extension_id=extension_id, updated_at=utc_now()).where(
                 ExtensionInstall.install_id == install_id
             ).execute()
@@ -469,7 +479,14 @@ class Installer:
             if previous is None:
                 Extension.insert(id=manifest.id, enabled=True, installed_at=now, **values).execute()
             else:
-                Extension.update(**values).where(Extension.id == manifest.id).execute()
+                updated = Extension.update(**values).where(Extension.id == manifest.id).execute()
+                if not updated:
+                    # Unregistered meanwhile (e.g. by a repair): committing now would complete
+                    # the operation with no extension row to show for it.
+                    raise InstallRefusedError(
+                        f"{manifest.name} was removed from the registry while it was being "
+                        "changed. Install it again."
+                    )
                 if plan.config_removed:
                     ExtensionConfig.delete().where(
                         (ExtensionConfig.extension_id == manifest.id)
@@ -505,8 +522,7 @@ class Installer:
                 Extension.delete().where(Extension.id == extension_id).execute()
                 _mark_completed(install_id, now)
             swap.swapped = False
-            if swap.trash is not None:
-                remove_tree(swap.trash)
+            _discard_trash(swap)
         except Exception as error:
             self._fail(install_id, error, swap, f"uninstalling {extension_id}")
         return self.registry.get_operation(install_id)
@@ -560,6 +576,17 @@ class Installer:
                 shutil.rmtree(staging)
         except OSError:
             log.exception("could not remove %s", staging)
+
+
+def _discard_trash(swap: _Swap) -> None:
+    """After the commit the change is made: a leftover trash folder is only garbage, which the
+    next launch removes, and must not turn the operation into a failure."""
+    if swap.trash is None:
+        return
+    try:
+        remove_tree(swap.trash)
+    except OSError:
+        log.warning("could not remove %s; the next launch will", swap.trash, exc_info=True)
 
 
 def _mark_completed(install_id: int, now: str) -> None:

@@ -59,7 +59,12 @@ def roll_back_swap(registry: Registry, operation: OperationRecord, report: Recov
     installed = registry.paths.extensions / extension_id
     trash = trash_dir_for(registry, operation.install_id, extension_id)
     registered = registry.get_extension(extension_id)
-    if trash.exists():
+    if trash.exists() and registry.completed_after(extension_id, operation.install_id):
+        # A later operation changed this extension and committed: what is installed now is
+        # what the registry describes, and the trash is an older version nobody refers to.
+        remove_tree(trash)
+        report.removed_paths.append(trash)
+    elif trash.exists():
         # The registry still describes the version in the trash: put it back.
         if installed.exists():
             remove_tree(installed)
@@ -80,18 +85,24 @@ def recover_interrupted(registry: Registry) -> RecoveryReport:
     """Fail operations whose process is gone and undo their half-done work on disk."""
     report = RecoveryReport()
     for operation in registry.list_operations(active_only=True):
-        if process_is_alive(operation.owner_pid, operation.owner_started):
-            continue
-        roll_back_swap(registry, operation, report)
-        staging = staging_dir_for(registry, operation.install_id)
-        if staging.exists():
-            remove_tree(staging)
-            report.removed_paths.append(staging)
-        registry.finish_operation(operation.install_id, "FAILED", INTERRUPTED)
-        report.failed_operations.append(operation.install_id)
-        log.warning("operation %s was interrupted; marked failed", operation.install_id)
+        if not process_is_alive(operation.owner_pid, operation.owner_started):
+            recover_operation(registry, operation, report)
     _empty_finished(registry, report)
     return report
+
+
+def recover_operation(
+    registry: Registry, operation: OperationRecord, report: RecoveryReport
+) -> None:
+    """Undo what one operation of a dead process left half done, and mark it interrupted."""
+    roll_back_swap(registry, operation, report)
+    staging = staging_dir_for(registry, operation.install_id)
+    if staging.exists():
+        remove_tree(staging)
+        report.removed_paths.append(staging)
+    registry.finish_operation(operation.install_id, "FAILED", INTERRUPTED)
+    report.failed_operations.append(operation.install_id)
+    log.warning("operation %s was interrupted; marked failed", operation.install_id)
 
 
 def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
@@ -112,7 +123,7 @@ def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
         return
     active = {op.install_id for op in registry.list_operations(active_only=True)}
     for entry in entries:
-        install_id = _operation_number(entry.name)
+        install_id = operation_number(entry.name)
         if install_id is not None and install_id in active:
             continue
         try:
@@ -122,7 +133,8 @@ def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
         report.removed_paths.append(entry)
 
 
-def _operation_number(name: str) -> int | None:
+def operation_number(name: str) -> int | None:
+    """The operation a ``staging/`` or ``trash/`` entry belongs to (``op-N`` or ``op-N-<id>``)."""
     prefix, _, rest = name.partition("-")
     number = rest.split("-", 1)[0]
     if prefix == "op" and number.isdigit():

@@ -299,7 +299,17 @@ def rebuild_from_disk(paths: DataPaths, app_version: str) -> RescueResult:
     reason = "missing" if "is missing" in problem else "damaged"
     with _ExclusiveRegistry(paths):
         moved = _move_aside(paths)
+        # A new registry has no history, so the launch's clean-up would take every trash and
+        # staging folder for garbage; after a crash mid-upgrade the trash may hold the only copy
+        # of an extension. Keep them where a person can look.
+        kept = [
+            _to_orphans(paths, entry)
+            for folder in (paths.trash, paths.staging)
+            if folder.is_dir()
+            for entry in sorted(folder.iterdir())
+        ]
     actions = [f"Kept the damaged registry as {path}." for path in moved[:1]]
+    actions.extend(f"Kept an unfinished operation's files as {path}." for path in kept)
     opened = open_registry(paths, rescue_check=False)
     try:
         actions.extend(_register_folders(opened.registry, reason, app_version))

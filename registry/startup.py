@@ -114,7 +114,7 @@ def open_in_background(paths: DataPaths) -> Future[OpenedRegistry]:
         opened = open_registry(paths)
         opened = replace(opened, extensions=opened.registry.list_extension_summaries())
         # peewee keeps one connection per thread; this thread is finished with its own.
-        opened.registry.database.close()
+        opened.registry.close_thread_connection()
         return opened
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-registry")

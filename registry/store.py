@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -36,8 +37,11 @@ from registry.paths import DataPaths
 
 ConfigValue = bool | int | float | str
 ACTIVE_STATUSES = ("INSTALLING", "UNINSTALLING")
+# For Help -> About: the SQLite library the registry runs on.
+SQLITE_VERSION = sqlite3.sqlite_version
 BUSY_TIMEOUT_MS = 15_000
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -123,7 +127,7 @@ class ExtensionSummary:
     updated_at: str
 
 
-def _operation_record(row: ExtensionInstall) -> OperationRecord:
+def operation_record(row: ExtensionInstall) -> OperationRecord:
     return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
 
 
@@ -263,6 +267,11 @@ class Registry:
                 f"needs version {latest}. Start the app once so that it can upgrade the registry."
             )
 
+    def close_thread_connection(self) -> None:
+        """peewee keeps one connection per thread: a worker thread closes its own when done."""
+        if not self.database.is_closed():
+            self.database.close()
+
     def close(self) -> None:
         if not self.database.is_closed():
             self.database.close()
@@ -365,19 +374,52 @@ class Registry:
 
     @_translate_errors
     def finish_operation(self, install_id: int, status: str, error: str | None = None) -> None:
-        fields: dict[str, Any] = {"status": status, "ended_at": utc_now(), "error": error}
+        """End an operation that is still running; one that already ended keeps its outcome
+        (a late failure must never turn a committed change into "failed")."""
+        now = utc_now()
+        fields: dict[str, Any] = {"status": status, "ended_at": now, "updated_at": now}
+        fields["error"] = error
         if status == "COMPLETED":
             fields.update(progress=100, current_step="Done")
         elif status == "FAILED":
             fields["current_step"] = "Failed"
-        self.update_operation(install_id, **fields)
+        with self.database.atomic():
+            changed = (
+                ExtensionInstall.update(**fields)
+                .where(
+                    (ExtensionInstall.install_id == install_id)
+                    & (ExtensionInstall.status.in_(ACTIVE_STATUSES))
+                )
+                .execute()
+            )
+            if not changed:
+                existing = self.get_operation(install_id)
+                log.warning(
+                    "operation %s already ended as %s; not marking it %s",
+                    install_id,
+                    existing.status,
+                    status,
+                )
+
+    @_translate_errors
+    def completed_after(self, extension_id: str, install_id: int) -> bool:
+        """Whether a later operation on this extension has committed."""
+        return bool(
+            ExtensionInstall.select()
+            .where(
+                (ExtensionInstall.extension_id == extension_id)
+                & (ExtensionInstall.status == "COMPLETED")
+                & (ExtensionInstall.install_id > install_id)
+            )
+            .exists()
+        )
 
     @_translate_errors
     def get_operation(self, install_id: int) -> OperationRecord:
         row = ExtensionInstall.get_or_none(ExtensionInstall.install_id == install_id)
         if row is None:
             raise OperationNotFoundError(install_id)
-        return _operation_record(row)
+        return operation_record(row)
 
     @_translate_errors
     def get_operations(self, install_ids: Iterable[int]) -> dict[int, OperationRecord]:
@@ -385,7 +427,7 @@ class Registry:
         if not ids:
             return {}
         rows = ExtensionInstall.select().where(ExtensionInstall.install_id.in_(ids))
-        return {row.install_id: _operation_record(row) for row in rows}
+        return {row.install_id: operation_record(row) for row in rows}
 
     @_translate_errors
     def list_operations(
@@ -399,7 +441,7 @@ class Registry:
             query = query.where(ExtensionInstall.install_id > since_id)
         if limit is not None:
             query = query.limit(limit)
-        return [_operation_record(row) for row in query]
+        return [operation_record(row) for row in query]
 
     @_translate_errors
     def count_operations(self) -> int:

@@ -7,10 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+import registry.installer as installer_module
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files, repair
 from registry.installer import Installer
@@ -227,3 +229,102 @@ def test_cli_install_json_doctor_and_exit_codes(tmp_path: Path, examples: dict[s
     history = run_cli(data, "history", "--json")
     kinds = [(op["kind"], op["status"]) for op in json.loads(history.stdout)]
     assert kinds[0] == ("UNINSTALL", "COMPLETED") and ("INSTALL", "FAILED") in kinds
+
+
+def test_a_dead_operation_is_recovered_before_another_changes_the_same_extension(
+    registry: Registry, examples: dict[str, Path]
+) -> None:
+    """Without this, the next launch would put the dead operation's old version back over the
+    newer one that was installed and recorded meanwhile."""
+    installer = Installer(registry, APP_VERSION)
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+    hello = registry.paths.extensions / "example.hello-world"
+    # A process upgrading hello-world died between moving the old version away and the commit.
+    dead = registry.create_operation("elsewhere.zip", extension_id="example.hello-world")
+    registry.update_operation(dead, owner_pid=dead_process_id(), staging_dir="x")
+    hello.rename(registry.paths.trash / f"op-{dead}-example.hello-world")
+
+    upgraded = installer.install(examples["hello-world-1.1"])
+    assert upgraded.status == "COMPLETED", upgraded.error
+    assert registry.get_operation(dead).status == "FAILED"
+    recover_interrupted(registry)  # the next launch
+    extension = registry.get_extension("example.hello-world")
+    assert extension is not None and extension.version == "1.1.0"
+    assert json.loads((hello / "manifest.json").read_text())["version"] == "1.1.0"
+    assert diagnose(registry) == []
+
+
+def test_a_stale_trash_is_never_restored_over_a_later_completed_change(
+    registry: Registry, examples: dict[str, Path]
+) -> None:
+    installer = Installer(registry, APP_VERSION)
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+    dead = registry.create_operation("elsewhere.zip", extension_id="example.hello-world")
+    registry.update_operation(dead, owner_pid=dead_process_id())
+    stale = registry.paths.trash / f"op-{dead}-example.hello-world"
+    shutil.copytree(registry.paths.extensions / "example.hello-world", stale)
+    # A later operation on the same extension committed (recorded directly, as another
+    # process's would be).
+    registry.record_completed_operation("example.hello-world", "REINSTALL", "test")
+
+    report = recover_interrupted(registry)
+    assert report.restored_extensions == []
+    assert not stale.exists()
+    assert diagnose(registry) == []
+
+
+def test_a_cleanup_failure_after_the_commit_keeps_the_operation_completed(
+    registry: Registry, examples: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installer = Installer(registry, APP_VERSION)
+    assert installer.install(examples["hello-world"]).status == "COMPLETED"
+
+    def cannot_remove(path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(installer_module, "remove_tree", cannot_remove)
+    upgraded = installer.install(examples["hello-world-1.1"])
+    assert (upgraded.status, upgraded.error) == ("COMPLETED", None)
+    removed = installer.uninstall("example.hello-world")
+    assert (removed.status, removed.error) == ("COMPLETED", None)
+    monkeypatch.undo()
+    recover_interrupted(registry)  # the next launch removes what was left
+    assert list(registry.paths.trash.iterdir()) == []
+
+
+def test_repair_leaves_an_extension_that_a_running_install_is_changing_alone(
+    registry: Registry, examples: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installer = Installer(registry, APP_VERSION)
+    swapped, go_on = threading.Event(), threading.Event()
+    original_step = installer_module._ProgressWriter.step
+
+    def pause_before_commit(
+        self: installer_module._ProgressWriter, name: str, **fields: object
+    ) -> None:
+        original_step(self, name, **fields)
+        if name == "Recording in the registry":
+            swapped.set()
+            assert go_on.wait(timeout=60)
+
+    monkeypatch.setattr(installer_module._ProgressWriter, "step", pause_before_commit)
+    results = []
+
+    def install() -> None:
+        try:
+            results.append(installer.install(examples["word-count"]))
+        finally:
+            registry.close_thread_connection()
+
+    worker = threading.Thread(target=install)
+    worker.start()
+    try:
+        assert swapped.wait(timeout=60)
+        assert diagnose(registry) == []  # in flight is not a problem
+        assert repair(registry) == []
+    finally:
+        go_on.set()
+        worker.join(timeout=60)
+    assert results[0].status == "COMPLETED", results[0].error
+    assert [e.id for e in registry.list_extensions()] == ["example.word-count"]
+    assert diagnose(registry) == []
