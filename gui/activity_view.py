@@ -65,17 +65,15 @@ class ActivityModel(RecordTableModel):
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
         if parent.isValid() or not self._rows:
             return
-        # Without a "before id" filter in the registry API, ask for a longer newest-first list
-        # and keep the part not shown yet.
         shown = len(self._rows)
         try:
-            records = self.registry.list_operations(limit=shown + PAGE_SIZE)
+            extra = self.registry.list_operations(
+                limit=PAGE_SIZE, before_id=self._rows[-1].install_id
+            )
         except RegistryError as error:
             log.warning("could not read more activity: %s", error)
             return
-        oldest_shown = self._rows[-1].install_id
-        extra = [r for r in records if r.install_id < oldest_shown]
-        self._more = len(records) == shown + PAGE_SIZE
+        self._more = len(extra) == PAGE_SIZE
         if extra:
             self.beginInsertRows(QModelIndex(), shown, shown + len(extra) - 1)
             self._rows.extend(extra)

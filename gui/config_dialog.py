@@ -135,7 +135,7 @@ class ConfigDialog(QDialog):
         self.buttons.setEnabled(False)
         # A write, so it runs on a worker: another process may hold the write lock for a while.
         self.pool.start(
-            lambda: registry.set_config(extension_id, values),
+            lambda: registry.save_config(extension_id, values),
             registry=registry,
             on_success=self._saved,
             on_failure=self._refused,

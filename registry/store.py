@@ -431,14 +431,21 @@ class Registry:
 
     @_translate_errors
     def list_operations(
-        self, *, limit: int | None = None, active_only: bool = False, since_id: int = 0
+        self,
+        *,
+        limit: int | None = None,
+        active_only: bool = False,
+        since_id: int = 0,
+        before_id: int | None = None,
     ) -> list[OperationRecord]:
-        """Newest first."""
+        """Newest first; ``since_id``/``before_id`` page through the history by operation id."""
         query = ExtensionInstall.select().order_by(ExtensionInstall.install_id.desc())
         if active_only:
             query = query.where(ExtensionInstall.status.in_(ACTIVE_STATUSES))
         if since_id:
             query = query.where(ExtensionInstall.install_id > since_id)
+        if before_id is not None:
+            query = query.where(ExtensionInstall.install_id < before_id)
         if limit is not None:
             query = query.limit(limit)
         return [operation_record(row) for row in query]
@@ -516,6 +523,32 @@ class Registry:
             check_config_value(extension_id, defaults, key, value)
         with self.database.atomic():
             for key, value in values.items():
+                ExtensionConfig.insert(
+                    extension_id=extension_id, key=key, value=json.dumps(value)
+                ).on_conflict_replace().execute()
+
+    @_translate_errors
+    def save_config(self, extension_id: str, values: Mapping[str, ConfigValue]) -> None:
+        """Store what a settings form shows: values equal to the default are not stored, so a
+        later version's new default applies to every setting the user never changed."""
+        extension = self.get_extension(extension_id)
+        if extension is None:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+        defaults = extension.config_defaults
+        for key, value in values.items():
+            check_config_value(extension_id, defaults, key, value)
+        # 2 is not the same choice as a float default of 2.0: compare types as well as values.
+        chosen = {
+            key: value
+            for key, value in values.items()
+            if value != defaults[key] or type(value) is not type(defaults[key])
+        }
+        with self.database.atomic():
+            ExtensionConfig.delete().where(
+                (ExtensionConfig.extension_id == extension_id)
+                & (ExtensionConfig.key.in_([k for k in values if k not in chosen]))
+            ).execute()
+            for key, value in chosen.items():
                 ExtensionConfig.insert(
                     extension_id=extension_id, key=key, value=json.dumps(value)
                 ).on_conflict_replace().execute()

@@ -183,3 +183,26 @@ def test_worker_writes_while_the_main_thread_reads(registry: Registry) -> None:
     for install_id, values in seen.items():
         assert values == sorted(values), f"operation {install_id} went backwards"
         assert registry.get_operation(install_id).progress == 100
+
+
+def test_saving_a_form_stores_only_what_differs_from_the_defaults(registry: Registry) -> None:
+    add_extension(registry)
+    registry.set_config("example.hello", {"greeting": "Yo"})
+    # The form shows every setting; "count" and "loud" are left at their defaults, and the
+    # greeting is set back to its default.
+    registry.save_config(
+        "example.hello", {"greeting": "hi", "count": 9, "ratio": 0.5, "loud": False}
+    )
+    stored = {row.key: json.loads(row.value) for row in ExtensionConfig.select()}
+    assert stored == {"count": 9}
+    assert registry.get_config("example.hello")["count"] == 9
+    with pytest.raises(ConfigError):
+        registry.save_config("example.hello", {"count": "many"})
+    assert {row.key for row in ExtensionConfig.select()} == {"count"}
+
+
+def test_history_pages_by_operation_id(registry: Registry) -> None:
+    ids = [registry.create_operation(f"{n}.zip") for n in range(7)]
+    first = registry.list_operations(limit=3)
+    second = registry.list_operations(limit=3, before_id=first[-1].install_id)
+    assert [r.install_id for r in first + second] == ids[::-1][:6]
