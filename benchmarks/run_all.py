@@ -128,7 +128,7 @@ def bench_install(work: Path, runs: int, size_mib: int) -> Result:
     archive = make_payload_zip(work / "payload.zip", size_mib)
 
     def app(run: int) -> float:
-        data = work / f"install-{run}"
+        data = Path(tempfile.mkdtemp(prefix=f"install-{run}-", dir=work))
         return timed([PYTHON, MAIN, "--data-dir", str(data), "install", "--yes", str(archive)])
 
     def floor(run: int) -> float:
