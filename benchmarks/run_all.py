@@ -312,8 +312,8 @@ def main() -> int:
         results = []
         benches: list[Callable[[], Result]] = [
             lambda: bench_launch(work, runs),
-            lambda: bench_install(work, max(3, runs // 2), size),
-            lambda: bench_install_in_app(work, max(3, runs // 2), size),
+            lambda: bench_install(work, runs + 2, size),
+            lambda: bench_install_in_app(work, runs, size),
             lambda: bench_gui_stall(work, size),
             lambda: bench_window_scale(work, runs),
             lambda: bench_migration(work, 3),
