@@ -28,9 +28,11 @@ from registry.store import Registry
 log = logging.getLogger(__name__)
 
 # Operations are few and mostly wait on disk; a confirmation also parks its thread while the
-# person reads the dialog. Enough threads that a queued install still gets its registry row
-# (created by the worker itself) straight away.
-MAX_WORKERS = 16
+# person reads the dialog. Enough threads that even a large drop of zips gets every registry row
+# (created by the worker itself) straight away, and that enabling or saving settings never
+# queues behind unanswered confirmations. Extractions themselves cannot pile up: each waits for
+# its confirmation, and the dialog shows one at a time.
+MAX_WORKERS = 64
 # How often a worker waiting for a confirmation checks whether it was cancelled meanwhile.
 CONFIRM_POLL_SECONDS = 0.05
 
