@@ -34,7 +34,7 @@ def make_editor(key: str, default: ConfigValue) -> Editor:
     editor: Editor
     if isinstance(default, bool):
         editor = QCheckBox()
-    elif isinstance(default, int):
+    elif isinstance(default, int) and abs(default) <= INT_LIMIT:
         editor = QSpinBox()
         editor.setRange(-INT_LIMIT, INT_LIMIT)
     elif isinstance(default, float):
@@ -121,7 +121,15 @@ class ConfigDialog(QDialog):
         layout.addWidget(self.buttons)
 
     def values(self) -> dict[str, ConfigValue]:
-        return {key: editor_value(editor) for key, editor in self.editors.items()}
+        values = {key: editor_value(editor) for key, editor in self.editors.items()}
+        for key, value in values.items():
+            # Whole numbers too large for a spin box are typed as text; text that is not a
+            # number stays text, and the registry refuses it with a message naming the setting.
+            default = self.defaults[key]
+            is_whole = isinstance(default, int) and not isinstance(default, bool)
+            if is_whole and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                values[key] = int(value)
+        return values
 
     def restore_defaults(self) -> None:
         """Only the form changes; nothing is stored until Save."""
