@@ -289,9 +289,10 @@ class MainWindow(QMainWindow):
         self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
         self.schema_label.setText(f"Schema version {self.registry.schema_version()}")
         self.data_dir_label.setText(f"Data: {self.registry.paths.root}")
-        if selected is not None:
-            self.select_extension(selected)
-        self._show_details(self.selected_record())
+        # Re-selecting updates the details through selectionChanged; otherwise show the empty or
+        # changed selection here (one read of the full record either way, not two).
+        if selected is None or not self.select_extension(selected):
+            self._show_details(self.selected_record())
         self.activity_view.refresh()
 
     def selected_record(self) -> ExtensionRecord | None:
