@@ -492,7 +492,8 @@ class Installer:
                         (ExtensionConfig.extension_id == manifest.id)
                         & (ExtensionConfig.key.in_(plan.config_removed))
                     ).execute()
-            _mark_completed(install_id, now)
+            # Same transaction as the rows that make the change real.
+            self.registry.finish_operation(install_id, "COMPLETED")
 
     # -- uninstall -------------------------------------------------------------------------------
 
@@ -517,10 +518,9 @@ class Installer:
                 swap.swapped = True
                 target.rename(swap.trash)
             progress.step("Recording in the registry")
-            now = utc_now()
             with self.registry.database.atomic():
                 Extension.delete().where(Extension.id == extension_id).execute()
-                _mark_completed(install_id, now)
+                self.registry.finish_operation(install_id, "COMPLETED")
             swap.swapped = False
             _discard_trash(swap)
         except Exception as error:
@@ -587,18 +587,6 @@ def _discard_trash(swap: _Swap) -> None:
         remove_tree(swap.trash)
     except OSError:
         log.warning("could not remove %s; the next launch will", swap.trash, exc_info=True)
-
-
-def _mark_completed(install_id: int, now: str) -> None:
-    """Inside the caller's transaction, with the rows that make the change real."""
-    ExtensionInstall.update(
-        status="COMPLETED",
-        progress=100,
-        current_step="Done",
-        ended_at=now,
-        updated_at=now,
-        error=None,
-    ).where(ExtensionInstall.install_id == install_id).execute()
 
 
 class InstallRefusedError(UserFacingError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,30 @@ from registry.store import Registry  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_app(
+    *args: str, env: dict[str, str] | None = None, as_user: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``main.py`` in a new process, as a person would, with no standard input (so prompts
+    refuse instead of waiting); ``as_user`` runs it unprivileged, where permissions apply."""
+    prefix: list[str] = []
+    if as_user is not None:
+        prefix = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"]
+    return subprocess.run(
+        [*prefix, sys.executable, str(REPO_ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+        stdin=subprocess.DEVNULL,
+        cwd=str(REPO_ROOT),
+    )
+
+
+def run_cli(data: Path, *args: str, as_user: int | None = None) -> subprocess.CompletedProcess[str]:
+    return run_app("--data-dir", str(data), *args, as_user=as_user)
 
 
 @pytest.fixture

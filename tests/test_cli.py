@@ -12,23 +12,12 @@ from pathlib import Path
 import pytest
 
 from examples.build_examples import build_all
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {path.stem: path for path in build_all(tmp_path_factory.mktemp("examples"))}
-
-
-def run_cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def run_on_terminal(data: Path, answer: bytes, *args: str) -> tuple[int, str]:

@@ -46,7 +46,7 @@ from registry.rescue import (
 )
 from registry.startup import open_registry
 from registry.store import Registry
-from tests.conftest import FIXTURES, REPO_ROOT
+from tests.conftest import FIXTURES, REPO_ROOT, run_cli
 
 APP_VERSION = "0.1.0"
 BIG_ID = "test.big"
@@ -315,20 +315,6 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
-def run_cli(data: Path, *args: str, as_user: int | None = None) -> subprocess.CompletedProcess[str]:
-    prefix: list[str] = []
-    if as_user is not None:
-        prefix = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"]
-    return subprocess.run(
-        [*prefix, sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=str(REPO_ROOT),
-    )
-
-
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
     assert result.returncode == 1, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -437,13 +423,7 @@ def test_data_folder_with_spaces_and_non_ascii_characters(
     status = run_cli(data, "status", "--json")
     assert json.loads(status.stdout)["data_dir"] == str(data)
 
-    smoke = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(data), "--smoke-test"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    smoke = run_cli(data, "--smoke-test")
     assert smoke.returncode == 0, smoke.stderr
     assert smoke.stdout.startswith("ready in ")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +16,7 @@ from gui.main_window import EMPTY_STATE_TEXT, MainWindow
 from migrations.runner import MigrationError
 from registry.paths import DataPaths
 from registry.startup import OpenedRegistry, open_registry
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -123,33 +122,14 @@ def test_window_size_and_splitter_are_remembered(qtbot: QtBot, paths: DataPaths)
 
 
 def test_smoke_test_launch_prints_ready_and_creates_the_tables(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(tmp_path), "--smoke-test"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(tmp_path, "--smoke-test")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ready in ") and result.stdout.strip().endswith(" ms")
     assert (tmp_path / "registry.db").exists()
 
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "main.py"),
-            "--data-dir",
-            str(tmp_path),
-            "status",
-            "--bogus",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(tmp_path, "status", "--bogus")
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus" in result.stderr
 

@@ -3,7 +3,6 @@ touch."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -28,7 +27,7 @@ from registry.errors import RegistryError, RegistryNotMigratedError
 from registry.paths import DataPaths
 from registry.startup import open_registry
 from registry.store import Registry
-from tests.conftest import FIXTURES, REPO_ROOT
+from tests.conftest import FIXTURES, REPO_ROOT, run_app
 
 LATEST = latest_version()
 
@@ -39,17 +38,6 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
         return connection.execute(sql).fetchall()
     finally:
         connection.close()
-
-
-def run_app(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "main.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def test_fresh_custom_data_dir_is_migrated_and_records_are_readable(paths: DataPaths) -> None:

@@ -20,7 +20,7 @@ from registry.paths import DataPaths
 from registry.recovery import INTERRUPTED, recover_interrupted
 from registry.startup import open_registry
 from registry.store import Registry
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli
 
 APP_VERSION = "0.1.0"
 
@@ -192,16 +192,6 @@ def test_doctor_reports_each_kind_of_drift_and_repairs_the_safe_ones(
     assert registry.get_operation(stuck).status == "FAILED"
     orphans = list((paths.root / "orphans").iterdir())
     assert [o.name.startswith("stray-folder") for o in orphans] == [True]
-
-
-def run_cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_cli_install_json_doctor_and_exit_codes(tmp_path: Path, examples: dict[str, Path]) -> None:
