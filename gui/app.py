@@ -23,8 +23,10 @@ import assets
 from gui import messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
-from migrations.runner import RegistryNeedsRescueError
-from registry.errors import UserFacingError
+from registry.errors import (
+    RegistryNeedsRescueError,
+    UserFacingError,
+)
 from registry.paths import DataPaths
 from registry.startup import OpenedRegistry, open_registry
 

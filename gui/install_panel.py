@@ -31,8 +31,16 @@ from PySide6.QtWidgets import (
 from gui.confirm_dialog import ConfirmDialog
 from gui.workers import ConfirmBridge, ConfirmRequest, WorkerPool
 from registry.errors import RegistryError
-from registry.installer import CancelToken, Installer, InstallPlan
-from registry.store import OperationRecord, Registry, process_is_alive
+from registry.installer import (
+    CancelToken,
+    Installer,
+    InstallPlan,
+)
+from registry.store import (
+    OperationRecord,
+    Registry,
+    process_is_alive,
+)
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,12 @@ from importlib import resources
 from pathlib import Path
 
 from migrations.lock import RegistryLock
-from registry.errors import RegistryError
+from registry.errors import (
+    MigrationError,
+    RegistryBusyError,
+    RegistryError,
+    RegistryNeedsRescueError,
+)
 
 # "EXMG": marks the file as an Extension Manager registry for ``PRAGMA application_id``.
 APPLICATION_ID = 0x45584D47
@@ -36,20 +41,6 @@ HISTORY_TABLE = "schema_migrations"
 STEP_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.py$")
 KEEP_BACKUPS = 5
 BUSY_TIMEOUT_SECONDS = 10.0
-
-
-class MigrationError(RegistryError):
-    """A pending step failed; the database was rolled back to the version it had before."""
-
-
-class RegistryBusyError(RegistryError):
-    """Another process of the app holds the registry while it needs upgrading."""
-
-
-class RegistryNeedsRescueError(RegistryError):
-    """The registry file is missing, damaged or not a database, while there is something to
-    recover: ``registry.rescue`` can restore a backup or rebuild it from the extensions on disk.
-    """
 
 
 RESCUE_HINT = (

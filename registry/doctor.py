@@ -15,7 +15,10 @@ from pathlib import Path
 
 from registry.models import Extension
 from registry.recovery import operation_number, recover_interrupted
-from registry.store import Registry, process_is_alive
+from registry.store import (
+    Registry,
+    process_is_alive,
+)
 
 
 @dataclass(frozen=True, slots=True)

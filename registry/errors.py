@@ -43,3 +43,30 @@ class InstallCancelledError(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__("Cancelled: nothing was changed.")
+
+
+class RegistryBusyError(RegistryError):
+    """Another process of the app holds the registry while this one needs it exclusively."""
+
+
+class RegistryNeedsRescueError(RegistryError):
+    """The registry file is missing, damaged or not a database, while there is something to
+    recover: ``registry.rescue`` can restore a backup or rebuild it from the extensions on disk.
+    """
+
+
+class MigrationError(RegistryError):
+    """A pending step failed; the database was rolled back to the version it had before."""
+
+
+class OperationNotFoundError(RegistryError):
+    def __init__(self, install_id: int) -> None:
+        super().__init__(f"There is no install operation number {install_id} in the registry.")
+
+
+class ConfigError(UserFacingError):
+    """A settings value does not fit the extension's declared defaults."""
+
+
+class InstallRefusedError(UserFacingError):
+    """The archive is fine, but installing it now is not (version, compatibility, busy)."""

@@ -38,6 +38,7 @@ import peewee
 
 from registry.errors import (
     InstallCancelledError,
+    InstallRefusedError,
     ManifestError,
     RegistryError,
     UserFacingError,
@@ -587,7 +588,3 @@ def _discard_trash(swap: _Swap) -> None:
         remove_tree(swap.trash)
     except OSError:
         log.warning("could not remove %s; the next launch will", swap.trash, exc_info=True)
-
-
-class InstallRefusedError(UserFacingError):
-    """The archive is fine, but installing it now is not (version, compatibility, busy)."""

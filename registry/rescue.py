@@ -28,19 +28,25 @@ from migrations.lock import RegistryLock
 from migrations.runner import (
     APPLICATION_ID,
     RESCUE_HINT,
-    RegistryBusyError,
-    RegistryNeedsRescueError,
     latest_version,
     read_status,
 )
 from registry.doctor import diagnose, installed_files
-from registry.errors import ManifestError, RegistryError
+from registry.errors import (
+    ManifestError,
+    RegistryBusyError,
+    RegistryError,
+    RegistryNeedsRescueError,
+)
 from registry.limits import DEFAULT_LIMITS
 from registry.manifest import Manifest, parse_manifest
 from registry.models import Extension
 from registry.paths import DataPaths
 from registry.startup import extension_folders, missing_registry_problem, open_registry
-from registry.store import Registry, utc_now
+from registry.store import (
+    Registry,
+    utc_now,
+)
 
 __all__ = [
     "RESCUE_HINT",

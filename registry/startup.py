@@ -9,13 +9,18 @@ from dataclasses import dataclass, replace
 from migrations.runner import (
     RESCUE_HINT,
     MigrationReport,
-    RegistryNeedsRescueError,
     prepare_registry,
 )
-from registry.errors import RegistryError
+from registry.errors import (
+    RegistryError,
+    RegistryNeedsRescueError,
+)
 from registry.paths import DataPaths
 from registry.recovery import RecoveryReport, recover_interrupted
-from registry.store import ExtensionSummary, Registry
+from registry.store import (
+    ExtensionSummary,
+    Registry,
+)
 
 
 @dataclass(frozen=True, slots=True)

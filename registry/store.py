@@ -24,7 +24,12 @@ import peewee
 
 from migrations.lock import RegistryLock
 from migrations.runner import APPLICATION_ID, latest_version
-from registry.errors import RegistryError, RegistryNotMigratedError, UserFacingError
+from registry.errors import (
+    ConfigError,
+    OperationNotFoundError,
+    RegistryError,
+    RegistryNotMigratedError,
+)
 from registry.models import (
     KINDS,
     STATUSES,
@@ -48,15 +53,6 @@ R = TypeVar("R")
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-class OperationNotFoundError(RegistryError):
-    def __init__(self, install_id: int) -> None:
-        super().__init__(f"There is no install operation number {install_id} in the registry.")
-
-
-class ConfigError(UserFacingError):
-    """A settings value does not fit the extension's declared defaults."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,17 @@ import registry.archive as archive_module
 from examples.build_examples import build_all
 from gui import messages
 from gui.app import LaunchController, ensure_application
-from migrations.runner import MigrationError, read_status
+from migrations.runner import (
+    read_status,
+)
 from registry.doctor import diagnose, installed_files
-from registry.errors import RegistryError
-from registry.installer import Installer
+from registry.errors import (
+    MigrationError,
+    RegistryError,
+)
+from registry.installer import (
+    Installer,
+)
 from registry.paths import DataPaths
 from registry.rescue import (
     RegistryNeedsRescueError,
@@ -45,7 +52,9 @@ from registry.rescue import (
     restore_latest_backup,
 )
 from registry.startup import open_registry
-from registry.store import Registry
+from registry.store import (
+    Registry,
+)
 from tests.conftest import FIXTURES, REPO_ROOT, run_cli
 
 APP_VERSION = "0.1.0"
@@ -434,7 +443,7 @@ CHILD_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from registry.installer import Installer, InstallOptions
+from registry.installer import (Installer, InstallOptions,)
 from registry.paths import DataPaths
 from registry.startup import open_registry
 

@@ -13,9 +13,16 @@ import pytest
 
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files
-from registry.installer import CancelToken, Installer, InstallOptions, InstallPlan
+from registry.installer import (
+    CancelToken,
+    Installer,
+    InstallOptions,
+    InstallPlan,
+)
 from registry.models import ExtensionConfig
-from registry.store import Registry
+from registry.store import (
+    Registry,
+)
 
 APP_VERSION = "0.1.0"
 

@@ -13,7 +13,9 @@ from pytestqt.qtbot import QtBot
 from gui import messages
 from gui.app import LaunchController, ensure_application
 from gui.main_window import EMPTY_STATE_TEXT, MainWindow
-from migrations.runner import MigrationError
+from registry.errors import (
+    MigrationError,
+)
 from registry.paths import DataPaths
 from registry.startup import OpenedRegistry, open_registry
 from tests.conftest import run_cli

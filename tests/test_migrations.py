@@ -14,8 +14,6 @@ import pytest
 from migrations.lock import RegistryLock
 from migrations.runner import (
     APPLICATION_ID,
-    MigrationError,
-    RegistryBusyError,
     Step,
     backup_database,
     latest_version,
@@ -23,10 +21,17 @@ from migrations.runner import (
     prepare_registry,
     read_status,
 )
-from registry.errors import RegistryError, RegistryNotMigratedError
+from registry.errors import (
+    MigrationError,
+    RegistryBusyError,
+    RegistryError,
+    RegistryNotMigratedError,
+)
 from registry.paths import DataPaths
 from registry.startup import open_registry
-from registry.store import Registry
+from registry.store import (
+    Registry,
+)
 from tests.conftest import FIXTURES, REPO_ROOT, run_app
 
 LATEST = latest_version()

@@ -15,11 +15,15 @@ import pytest
 import registry.installer as installer_module
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files, repair
-from registry.installer import Installer
+from registry.installer import (
+    Installer,
+)
 from registry.paths import DataPaths
 from registry.recovery import INTERRUPTED, recover_interrupted
 from registry.startup import open_registry
-from registry.store import Registry
+from registry.store import (
+    Registry,
+)
 from tests.conftest import REPO_ROOT, run_cli
 
 APP_VERSION = "0.1.0"

@@ -8,9 +8,16 @@ import threading
 import peewee
 import pytest
 
-from registry.errors import RegistryError
+from registry.errors import (
+    ConfigError,
+    OperationNotFoundError,
+    RegistryError,
+)
 from registry.models import Extension, ExtensionConfig
-from registry.store import ConfigError, OperationNotFoundError, Registry, utc_now
+from registry.store import (
+    Registry,
+    utc_now,
+)
 
 
 def add_extension(

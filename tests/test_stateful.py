@@ -29,12 +29,24 @@ from hypothesis.stateful import (
 )
 
 from registry.doctor import diagnose, installed_files
-from registry.errors import RegistryError
-from registry.installer import CancelToken, Installer, InstallOptions, InstallPlan
+from registry.errors import (
+    ConfigError,
+    RegistryError,
+)
+from registry.installer import (
+    CancelToken,
+    Installer,
+    InstallOptions,
+    InstallPlan,
+)
 from registry.manifest import SemVer
 from registry.paths import DataPaths
 from registry.startup import open_registry
-from registry.store import ConfigError, ConfigValue, OperationRecord, Registry
+from registry.store import (
+    ConfigValue,
+    OperationRecord,
+    Registry,
+)
 
 APP_VERSION = "0.1.0"
 NO_OPTIONS = InstallOptions()
