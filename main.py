@@ -1,9 +1,16 @@
-"""Extension Manager's composition root.
+"""Extension Manager's composition root. Read top to bottom, this is the launch sequence:
 
-Read top to bottom, this is the launch sequence: arguments -> logging -> data folder ->
-(lock -> preflight -> migrations -> recovery, in ``registry.startup``) -> the window or a
-command. The window's code is imported only when a window is wanted, so commands start fast and
-never need a display.
+1. parse the arguments (a command word selects the command line, else the window);
+2. set up logging;
+3. resolve the data folder;
+4. command line: ``cli`` opens the registry (lock, preflight, backup, migrations, recovery) and
+   runs the command;
+5. window: check for a display, create the QApplication, hand the files to a window already
+   running for this data folder if there is one, and only then open the registry on one
+   background thread; the window is built from the opened registry (``gui.app``).
+
+The window's code is imported only when a window is wanted, so commands start fast and never
+need a display.
 """
 
 from __future__ import annotations
@@ -15,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from cli.commands import COMMANDS
 from registry.paths import DataPaths, default_log_dir, resolve_data_dir
-
-APP_VERSION = "0.1.0"
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from registry.version import APP_VERSION
 
 log = logging.getLogger("extension_manager")
 
@@ -34,8 +40,6 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_window_parser() -> argparse.ArgumentParser:
-    from registry.commands import COMMANDS
-
     parser = argparse.ArgumentParser(
         prog="extension-manager",
         description="Install, track and manage extensions delivered as .zip files. "
@@ -54,7 +58,7 @@ def build_window_parser() -> argparse.ArgumentParser:
 
 
 def build_command_parser() -> argparse.ArgumentParser:
-    from registry.commands import add_commands
+    from cli.commands import add_commands
 
     parser = argparse.ArgumentParser(prog="extension-manager")
     _common_options(parser)
@@ -62,21 +66,31 @@ def build_command_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    """A first word that names a command selects the command line; anything else the window."""
-    from registry.commands import COMMANDS
-
+def _first_positional(argv: list[str]) -> str | None:
     words = iter(argv)
-    first_positional = None
     for word in words:
         if word == "--data-dir":
             next(words, None)
+        elif word == "--":
+            return next(words, None)
         elif not word.startswith("-"):
-            first_positional = word
-            break
-    if first_positional in COMMANDS:
+            return word
+    return None
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """A first word that names a command selects the command line; files select the window.
+    A first word that is neither (a typo, or a command this version does not have) is a usage
+    error, not a window trying to install a file of that name."""
+    first = _first_positional(argv)
+    if first in COMMANDS:
         return build_command_parser().parse_args(argv)
-    return build_window_parser().parse_args(argv)
+    parser = build_window_parser()
+    if first is not None and not Path(first).exists():
+        parser.error(
+            f"'{first}' is neither a command nor a file. Commands: {', '.join(COMMANDS)}."
+        )
+    return parser.parse_args(argv)
 
 
 def setup_logging(verbose: bool, log_dir: Path | None = None) -> Path | None:
@@ -115,25 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     paths = DataPaths(resolve_data_dir(args.data_dir))
 
     if getattr(args, "command", None):
-        from registry.commands import run_command
+        from cli.commands import run_command
 
-        return run_command(args, paths, APP_VERSION)
+        return int(run_command(args, paths))
 
-    # The registry opens (and migrates) on a thread while Qt loads; no view is built before
-    # that has finished: the window waits for this result.
-    from registry.startup import open_in_background
-
-    opening = open_in_background(paths)
     from gui.app import run_gui
 
-    files = [Path(name).absolute() for name in args.files]
     return run_gui(
         paths,
-        files=files,
+        files=[Path(name).absolute() for name in args.files],
         smoke_test=args.smoke_test,
         started=started,
-        app_version=APP_VERSION,
-        opener=lambda _paths: opening.result(),
     )
 
 

@@ -14,22 +14,17 @@ from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from gui.install_panel import change_text
 from gui.table_model import Index, RecordTableModel
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
+from registry.vocabulary import OperationStatus, status_words
 
 log = logging.getLogger(__name__)
+
 
 COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Error")
 TIME, FILE, EXTENSION, CHANGE, STATUS, ERROR = range(len(COLUMNS))
 PAGE_SIZE = 500
-STATUS_WORDS = {
-    "INSTALLING": "Installing",
-    "UNINSTALLING": "Uninstalling",
-    "COMPLETED": "Completed",
-    "FAILED": "Failed",
-}
 
 
 class ActivityModel(RecordTableModel):
@@ -94,15 +89,15 @@ class ActivityModel(RecordTableModel):
             if column == EXTENSION:
                 return record.extension_id or ""
             if column == CHANGE:
-                return change_text(record)
+                return record.change
             if column == STATUS:
-                return STATUS_WORDS.get(record.status, record.status)
+                return status_words(record.status)
             if column == ERROR:
                 return record.error or ""
         if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
-            if record.status == "FAILED":
+            if record.status == OperationStatus.FAILED:
                 return QBrush(QColor("#b3261e"))
-            if record.status == "COMPLETED":
+            if record.status == OperationStatus.COMPLETED:
                 return QBrush(QColor("#1b7f3b"))
         return None
 

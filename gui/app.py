@@ -1,6 +1,8 @@
-"""Starting the window: the QApplication exists first (so errors can be shown), the registry is
-opened and migrated on a background thread while the event loop runs, and no view is built
-until that has finished."""
+"""Starting the window, in this order: a display check, the QApplication (so that every later
+problem can be shown), the hand-off to a window already running for this data folder, and only
+then the registry: locked, checked, backed up, migrated and recovered on one background thread
+while the event loop runs. No view is built until that has finished, and the window tells the
+person what it did."""
 
 from __future__ import annotations
 
@@ -28,14 +30,16 @@ from registry.errors import (
     UserFacingError,
 )
 from registry.paths import DataPaths
-from registry.startup import OpenedRegistry, open_registry
+from registry.startup import open_data_folder
+from registry.store import ExtensionSummary, Registry
+from registry.version import APP_VERSION
 
 if TYPE_CHECKING:
     # The rescue is only imported on the path that needs it: it is never part of a normal launch.
     from registry.rescue import RescueOptions, RescueResult
 
 log = logging.getLogger(__name__)
-APP_VERSION = "0.1.0"
+Opener = Callable[[DataPaths], Registry]
 
 
 def application_icon() -> QIcon:
@@ -63,12 +67,13 @@ def ensure_application() -> QApplication:
 
 
 class LaunchController(QObject):
-    """Opens the registry off the GUI thread, then builds the window (or reports the failure)."""
+    """Opens the registry off the GUI thread, then builds the window (or reports the failure,
+    or offers the rescue)."""
 
-    _registry_opened = Signal(object)
+    _registry_opened = Signal(object, object)  # Registry, list[ExtensionSummary]
     _registry_failed = Signal(str)
     _registry_needs_rescue = Signal(object)
-    _registry_rescued = Signal(object, object)
+    _registry_rescued = Signal(object, object, object)
     window_shown = Signal(object)
     finished = Signal(int)
 
@@ -79,8 +84,7 @@ class LaunchController(QObject):
         files: list[Path] | None = None,
         smoke_test: bool = False,
         started: float | None = None,
-        opener: Callable[[DataPaths], OpenedRegistry] = open_registry,
-        app_version: str = APP_VERSION,
+        opener: Opener = open_data_folder,
         single_instance: bool = True,
     ) -> None:
         super().__init__()
@@ -89,10 +93,9 @@ class LaunchController(QObject):
         self.smoke_test = smoke_test
         self.started = started if started is not None else time.perf_counter()
         self.opener = opener
-        self.app_version = app_version
         self.single_instance = single_instance and not smoke_test
         self.window: MainWindow | None = None
-        self.opened: OpenedRegistry | None = None
+        self.registry: Registry | None = None
         self.exit_code: int | None = None
         self._thread: threading.Thread | None = None
         self._registry_opened.connect(self._on_opened, Qt.ConnectionType.QueuedConnection)
@@ -103,20 +106,38 @@ class LaunchController(QObject):
         self._registry_rescued.connect(self._on_rescued, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._open, name="open-registry", daemon=True)
+        # Until the main window is up, a question or message box may be the only window:
+        # closing it must not end the event loop while the registry is being opened or rescued.
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.setQuitOnLastWindowClosed(False)
+        self._start_thread(self._open, "open-registry")
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
+
+    def _open_and_read(self) -> tuple[Registry, list[ExtensionSummary]]:
+        registry = self.opener(self.paths)
+        try:
+            # The first view's rows, read here rather than on the GUI thread.
+            extensions = registry.list_extension_summaries()
+        except BaseException:
+            registry.close()
+            raise
+        # Each thread has its own connection in peewee; this thread is done with its one.
+        registry.close_thread_connection()
+        return registry, extensions
 
     def _open(self) -> None:
         try:
-            opened = self.opener(self.paths)
-            # Each thread has its own connection in peewee; this thread is done with its one.
-            opened.registry.close_thread_connection()
+            registry, extensions = self._open_and_read()
         except RegistryNeedsRescueError as error:
             self._offer_rescue(error)
         except Exception as error:
             self._report_failure(error, "opened", "")
         else:
-            self._registry_opened.emit(opened)
+            self._registry_opened.emit(registry, extensions)
 
     def _offer_rescue(self, error: RegistryNeedsRescueError) -> None:
         """Still on the opening thread: look at what can be rescued (reads only)."""
@@ -148,7 +169,7 @@ class LaunchController(QObject):
         actions.append(
             (
                 f"Re-register the {count} extension(s) on disk",
-                lambda: rebuild_from_disk(self.paths, self.app_version),
+                lambda: rebuild_from_disk(self.paths, APP_VERSION),
             )
         )
         text = (
@@ -167,20 +188,16 @@ class LaunchController(QObject):
             self.finish(1)
             return
         _label, action = actions[chosen]
-        self._thread = threading.Thread(
-            target=self._rescue, args=(action,), name="rescue-registry", daemon=True
-        )
-        self._thread.start()
+        self._start_thread(lambda: self._rescue(action), "rescue-registry")
 
     def _rescue(self, action: Callable[[], RescueResult]) -> None:
         try:
             result = action()
-            opened = open_registry(self.paths)
-            opened.registry.close_thread_connection()
+            registry, extensions = self._open_and_read()
         except Exception as error:
             self._report_failure(error, "rescued", "Nothing was deleted; ")
         else:
-            self._registry_rescued.emit(result, opened)
+            self._registry_rescued.emit(result, registry, extensions)
 
     def _report_failure(self, error: Exception, could_not_be: str, reassurance: str) -> None:
         """Expected failures in their own words; a bug logged with its traceback."""
@@ -193,20 +210,27 @@ class LaunchController(QObject):
             f"{reassurance}Details are in the log file."
         )
 
-    def _on_rescued(self, result: RescueResult, opened: OpenedRegistry) -> None:
+    def _on_rescued(
+        self, result: RescueResult, registry: Registry, extensions: list[ExtensionSummary]
+    ) -> None:
         log.warning("registry rescued: %s", " ".join(result.actions))
         messages.show_info(None, "Registry rescued", "\n".join(result.actions))
-        self._on_opened(opened)
+        self._on_opened(registry, extensions)
 
-    def _on_opened(self, opened: OpenedRegistry) -> None:
-        self.opened = opened
-        self.window = MainWindow(opened.registry, self.app_version, opened.extensions)
+    def _on_opened(self, registry: Registry, extensions: list[ExtensionSummary]) -> None:
+        self.registry = registry
+        for line in registry.launch.messages():
+            log.warning("%s", line)
+        self.window = MainWindow(registry, extensions)
         if self.smoke_test:
             # Report after the paint event has fully returned, not from inside it.
             self.window.first_painted.connect(
                 self._report_ready, Qt.ConnectionType.QueuedConnection
             )
         self.window.show()
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.setQuitOnLastWindowClosed(True)
         if self.single_instance:
             # From now on a second launch for this data folder hands its files to this window.
             server = InstanceServer(self.paths.root, self.window)
@@ -233,8 +257,8 @@ class LaunchController(QObject):
         self.exit_code = code
         if self.window is not None:
             self.window.close()
-        if self.opened is not None:
-            self.opened.registry.close()
+        if self.registry is not None:
+            self.registry.close()
         self.finished.emit(code)
         app = QApplication.instance()
         if app is not None:
@@ -275,9 +299,9 @@ def run_gui(
     files: list[Path],
     smoke_test: bool,
     started: float | None = None,
-    app_version: str = APP_VERSION,
-    opener: Callable[[DataPaths], OpenedRegistry] = open_registry,
+    opener: Opener = open_data_folder,
 ) -> int:
+    """The window's launch: display, QApplication, hand-off, then the registry (see above)."""
     if smoke_test and display_problem():
         # The smoke test only needs to render once; it does not need a screen.
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -292,15 +316,10 @@ def run_gui(
     if not smoke_test:
         install_exception_hook()
     controller = LaunchController(
-        paths,
-        files=files,
-        smoke_test=smoke_test,
-        started=started,
-        app_version=app_version,
-        opener=opener,
+        paths, files=files, smoke_test=smoke_test, started=started, opener=opener
     )
     controller.start()
     code = app.exec()
-    if controller.opened is not None and controller.exit_code is None:
-        controller.opened.registry.close()
+    if controller.registry is not None and controller.exit_code is None:
+        controller.registry.close()
     return code

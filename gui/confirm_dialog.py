@@ -1,14 +1,18 @@
 """The one confirmation shown before an install writes anything.
 
 It combines what the person needs to decide: which extension, which version change, who made
-it, what it can do and what it asks permission for. Tests replace ``ConfirmDialog.ask``.
+it, what it can do and what it asks permission for. It is opened window-modal and answers
+through a callback, so no thread (not even the GUI thread, in a nested event loop) waits on the
+person. Tests that are about something else replace ``ConfirmDialog.ask``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -19,13 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from registry.installer import InstallPlan, format_bytes
-
-ACCEPT_LABELS = {
-    "INSTALL": "Install",
-    "UPGRADE": "Upgrade",
-    "REINSTALL": "Reinstall",
-    "DOWNGRADE": "Downgrade",
-}
+from registry.vocabulary import OperationKind
 
 
 def _label(text: str, *, rich: bool = False) -> QLabel:
@@ -41,7 +39,7 @@ class ConfirmDialog(QDialog):
         super().__init__(parent)
         self.plan = plan
         manifest = plan.manifest
-        verb = ACCEPT_LABELS[plan.kind]
+        verb = plan.kind.verb
         self.setWindowTitle(f"{verb} {manifest.name}?")
         self.setObjectName("confirmDialog")
         self.setMinimumWidth(460)
@@ -56,7 +54,7 @@ class ConfirmDialog(QDialog):
         change_font = self.change_label.font()
         change_font.setBold(True)
         self.change_label.setFont(change_font)
-        if plan.kind == "DOWNGRADE":
+        if plan.kind == OperationKind.DOWNGRADE:
             self.change_label.setStyleSheet("color: #b3261e;")
 
         form = QFormLayout()
@@ -93,8 +91,15 @@ class ConfirmDialog(QDialog):
         self.accept_button.setAccessibleName(f"{verb} {manifest.name}")
         cancel = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         cancel.setAccessibleName("Cancel; nothing is changed")
-        # Going back to an older version is the one choice that should not be a reflex.
-        (cancel if plan.kind == "DOWNGRADE" else self.accept_button).setDefault(True)
+        # Going back to an older version is the one choice that should not be a reflex: Cancel
+        # is the default and has the focus, so Return (which presses the focused button) and
+        # Space both say no.
+        if plan.kind == OperationKind.DOWNGRADE:
+            self.default_button = cancel
+            self.accept_button.setAutoDefault(False)
+        else:
+            self.default_button = self.accept_button
+        self.default_button.setDefault(True)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
@@ -104,11 +109,20 @@ class ConfirmDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.buttons)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.default_button.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
+
     @classmethod
-    def ask(cls, parent: QWidget | None, plan: InstallPlan) -> bool:
-        """Show the plan modally; True means go ahead."""
+    def ask(
+        cls, parent: QWidget | None, plan: InstallPlan, on_answer: Callable[[bool], None]
+    ) -> ConfirmDialog | None:
+        """Show the plan window-modal and return at once; ``on_answer(True)`` means go ahead.
+        Closing the dialog in any way other than the accept button is a no."""
         dialog = cls(plan, parent)
-        try:
-            return dialog.exec() == QDialog.DialogCode.Accepted
-        finally:
-            dialog.deleteLater()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(
+            lambda result: on_answer(result == QDialog.DialogCode.Accepted.value)
+        )
+        dialog.open()
+        return dialog

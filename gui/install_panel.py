@@ -1,5 +1,9 @@
 """Live rows for install and uninstall operations, fed by the registry.
 
+An install is three steps with the person in the middle: a worker plans it (reads and checks
+the archive), the GUI thread shows the confirmation (one at a time, never blocking a worker),
+and a second worker run executes or declines it. No thread waits for the person's answer.
+
 Each row shows what the registry's operation record says: a worker writes progress into the
 record, and a timer on the GUI thread re-reads the records of active rows (reads only, short,
 autocommit) — the same numbers the command line would see for the same operation. Worker signals
@@ -9,13 +13,16 @@ are found by a slower scan of the active operations and get a row too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -29,18 +36,11 @@ from PySide6.QtWidgets import (
 )
 
 from gui.confirm_dialog import ConfirmDialog
-from gui.workers import ConfirmBridge, ConfirmRequest, WorkerPool
+from gui.workers import WorkerPool
 from registry.errors import RegistryError
-from registry.installer import (
-    CancelToken,
-    Installer,
-    InstallPlan,
-)
-from registry.store import (
-    OperationRecord,
-    Registry,
-    process_is_alive,
-)
+from registry.installer import CancelToken, Installer, InstallPlan
+from registry.store import OperationRecord, Registry, process_is_alive
+from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +50,6 @@ MAX_ROWS_HEIGHT = 230
 EXTERNAL_SCAN_MS = 500
 # A finished success needs no action: its row goes away by itself after a moment.
 COMPLETED_ROW_LINGER_MS = 4000
-
-DONE_WORDS = {
-    "INSTALL": "Installed",
-    "UPGRADE": "Upgraded",
-    "REINSTALL": "Reinstalled",
-    "DOWNGRADE": "Downgraded",
-    "UNINSTALL": "Uninstalled",
-}
-
-
-def change_text(record: OperationRecord) -> str:
-    """'Upgrade 1.0.0 → 1.1.0' and friends, from what the record knows so far."""
-    kind = record.kind.capitalize()
-    if record.from_version and record.to_version:
-        return f"{kind} {record.from_version} → {record.to_version}"
-    if record.to_version:
-        return f"{kind} {record.to_version}"
-    if record.from_version:
-        return f"{kind} {record.from_version}"
-    return kind
 
 
 class OperationRow(QFrame):
@@ -149,14 +129,14 @@ class OperationRow(QFrame):
             self.bar.setValue(value)
 
     def show_record(self, record: OperationRecord) -> None:
-        self.change_label.setText(change_text(record))
+        self.change_label.setText(record.change)
         self.set_progress(record.progress)
-        if record.status == "COMPLETED":
+        if record.status == OperationStatus.COMPLETED:
             self.set_progress(100)
-            self.step_label.setText(DONE_WORDS.get(record.kind, "Done"))
+            self.step_label.setText(kind_of(record.kind).done)
             self.cancel_button.hide()
             self.dismiss_button.show()
-        elif record.status == "FAILED":
+        elif record.status == OperationStatus.FAILED:
             self.show_failure(record.error or "The operation failed.")
         elif not self.cancel_button.isEnabled():
             self.step_label.setText(f"Cancelling… ({record.current_step})")
@@ -178,11 +158,11 @@ class OperationRow(QFrame):
 
 @dataclass(eq=False)
 class Operation:
-    """What the panel knows about one row; ``install_id`` is None until the worker has
-    recorded the operation (the worker makes that write, not the GUI thread)."""
+    """What the panel knows about one row; ``install_id`` is None until a worker has recorded
+    the operation (the worker makes that write, not the GUI thread)."""
 
     row: OperationRow
-    kind: str  # INSTALL or UNINSTALL (an install's exact kind is only known from the record)
+    kind: OperationKind  # INSTALL or UNINSTALL (an install's exact kind comes with its record)
     archive_path: str = ""
     extension_id: str | None = None
     name: str | None = None
@@ -191,13 +171,8 @@ class Operation:
     external: bool = False
     final: bool = False
     record: OperationRecord | None = None
-    relay: _OperationSignals | None = field(default=None, repr=False)
-
-
-class _OperationSignals(QObject):
-    """Per-operation signal, emitted by the worker once its registry row exists."""
-
-    begun = Signal(int)
+    # Planned and waiting for the person's answer.
+    plan: InstallPlan | None = field(default=None, repr=False)
 
 
 class InstallPanel(QWidget):
@@ -214,19 +189,21 @@ class InstallPanel(QWidget):
         registry: Registry,
         installer: Installer,
         pool: WorkerPool,
+        long_pool: WorkerPool,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("installPanel")
         self.registry = registry
         self.installer = installer
+        # Short work (recording, planning, declining) and long work (extracting, removing).
         self.pool = pool
-        self.bridge = ConfirmBridge(self)
-        self.bridge.requested.connect(self._on_confirm_requested)
+        self.long_pool = long_pool
         self.operations: list[Operation] = []
         self._ignored_ids: set[int] = set()
-        self._confirm_queue: deque[ConfirmRequest] = deque()
-        self._confirming = False
+        self._confirm_queue: deque[Operation] = deque()
+        self.confirming: Operation | None = None
+        self.confirm_dialog: ConfirmDialog | None = None
         self._closed = False
         self._newest_seen_id: int | None = None
 
@@ -274,56 +251,75 @@ class InstallPanel(QWidget):
         operation = self._add(
             Operation(
                 OperationRow(path.name, cancellable=True),
-                "INSTALL",
+                OperationKind.INSTALL,
                 archive_path=str(path),
                 cancel=cancel,
             )
         )
-        relay = self._relay_for(operation)
-        installer, confirm = self.installer, self.bridge.confirm_for(cancel)
+        installer = self.installer
 
-        def work() -> OperationRecord:
-            install_id = installer.begin(path)
-            relay.begun.emit(install_id)
-            return installer.install(path, confirm=confirm, cancel=cancel, install_id=install_id)
+        def plan(install_id: int) -> None:
+            self._run(
+                operation,
+                self.pool,
+                lambda: installer.plan(install_id, path, cancel),
+                self._on_planned,
+            )
 
-        self._run(operation, work)
+        self._run(operation, self.pool, lambda: installer.begin(path), plan, begins=True)
         return operation
 
     def start_uninstall(self, extension_id: str, name: str) -> Operation:
         operation = self._add(
             Operation(
                 OperationRow(name, cancellable=False),
-                "UNINSTALL",
+                OperationKind.UNINSTALL,
                 extension_id=extension_id,
                 name=name,
             )
         )
-        relay = self._relay_for(operation)
-        registry, installer = self.registry, self.installer
+        installer = self.installer
 
-        def work() -> OperationRecord:
-            install_id = registry.create_operation(
-                kind="UNINSTALL", status="UNINSTALLING", extension_id=extension_id
+        def uninstall(install_id: int) -> None:
+            self._run(
+                operation,
+                self.long_pool,
+                lambda: installer.uninstall(extension_id, install_id=install_id),
+                self._on_worker_finished,
             )
-            relay.begun.emit(install_id)
-            return installer.uninstall(extension_id, install_id=install_id)
 
-        self._run(operation, work)
+        self._run(
+            operation,
+            self.pool,
+            lambda: installer.begin_uninstall(extension_id),
+            uninstall,
+            begins=True,
+        )
         return operation
 
-    def _relay_for(self, operation: Operation) -> _OperationSignals:
-        relay = _OperationSignals(self)
-        relay.begun.connect(lambda install_id: self._on_begun(operation, install_id))
-        operation.relay = relay
-        return relay
+    def _run(
+        self,
+        operation: Operation,
+        pool: WorkerPool,
+        work: Callable[[], Any],
+        then: Callable[..., None],
+        *,
+        begins: bool = False,
+    ) -> None:
+        """Run one step of ``operation`` on ``pool``; ``then`` gets its result on the GUI
+        thread (with the operation, unless the step ``begins`` it and returns its id)."""
 
-    def _run(self, operation: Operation, work: object) -> None:
-        assert callable(work)
-        self.pool.start(
+        def succeeded(result: Any) -> None:
+            if begins:
+                if self._on_begun(operation, result):
+                    then(result)
+            elif operation in self.operations:
+                then(operation, result)
+
+        pool.start(
             work,
             registry=self.registry,
-            on_success=lambda record: self._on_worker_finished(operation, record),
+            on_success=succeeded,
             on_failure=lambda message, _details: self._on_worker_failed(operation, message),
         )
 
@@ -347,12 +343,25 @@ class InstallPanel(QWidget):
 
     # -- worker signals --------------------------------------------------------------------------
 
-    def _on_begun(self, operation: Operation, install_id: int) -> None:
-        if self._closed:
-            return
+    def _on_begun(self, operation: Operation, install_id: int) -> bool:
+        """The operation's row exists; False when the window closed meanwhile (the row is
+        then ended at once, so it is not left waiting for a person who has gone)."""
         operation.install_id = install_id
+        if self._closed:
+            self.pool.start(lambda: self.installer.decline(install_id), registry=self.registry)
+            return False
         self.poll()
         self._active_timer.start()
+        return True
+
+    def _on_planned(self, operation: Operation, planned: InstallPlan | OperationRecord) -> None:
+        if isinstance(planned, OperationRecord):
+            self._on_worker_finished(operation, planned)
+            return
+        operation.plan = planned
+        self.note_plan(planned)
+        self._confirm_queue.append(operation)
+        self._confirm_next()
 
     def _on_worker_finished(self, operation: Operation, record: OperationRecord) -> None:
         if self._closed:
@@ -412,7 +421,9 @@ class InstallPanel(QWidget):
         self._notice_finished_elsewhere(known)
         added = False
         for record in reversed(active):  # oldest first, so rows keep their start order
-            if record.install_id in known or self._is_own_pending(record):
+            # This process's own operations all have rows already, or get one as soon as the
+            # worker that recorded them reports back.
+            if record.install_id in known or record.owner_pid == os.getpid():
                 continue
             if not process_is_alive(record.owner_pid, record.owner_started):
                 continue  # a crashed process's leftover: Tools → Check registry repairs it
@@ -421,7 +432,7 @@ class InstallPanel(QWidget):
             operation = self._add(
                 Operation(
                     OperationRow(title, cancellable=False),
-                    record.kind,
+                    kind_of(record.kind),
                     archive_path=record.archive_path,
                     extension_id=record.extension_id,
                     install_id=record.install_id,
@@ -453,20 +464,6 @@ class InstallPanel(QWidget):
         ):
             self.external_change.emit()
 
-    def _is_own_pending(self, record: OperationRecord) -> bool:
-        """A row our worker has just created, whose ``begun`` signal is still on its way."""
-        if record.owner_pid != os.getpid():
-            return False
-        for operation in self.operations:
-            if operation.install_id is not None or operation.external:
-                continue
-            if record.kind == "UNINSTALL" and operation.kind == "UNINSTALL":
-                if operation.extension_id == record.extension_id:
-                    return True
-            elif operation.kind == "INSTALL" and operation.archive_path == record.archive_path:
-                return True
-        return False
-
     def _apply(self, operation: Operation, record: OperationRecord) -> None:
         operation.record = record
         if record.extension_id and operation.extension_id != record.extension_id:
@@ -481,7 +478,7 @@ class InstallPanel(QWidget):
         if not record.active and not operation.final:
             self._fit_height()
             operation.final = True
-            if record.status == "COMPLETED":
+            if record.status == OperationStatus.COMPLETED:
                 QTimer.singleShot(
                     COMPLETED_ROW_LINGER_MS, operation.row, lambda: self.dismiss(operation)
                 )
@@ -537,23 +534,52 @@ class InstallPanel(QWidget):
 
     # -- confirmation ----------------------------------------------------------------------------
 
-    def _on_confirm_requested(self, request: ConfirmRequest) -> None:
-        """Show one confirmation at a time; requests that arrive meanwhile wait their turn."""
-        self._confirm_queue.append(request)
-        if self._confirming:
+    def _confirm_next(self) -> None:
+        """Show one confirmation at a time; plans that arrive meanwhile wait their turn."""
+        if self.confirming is not None or self._closed:
             return
-        self._confirming = True
-        try:
-            while self._confirm_queue:
-                pending = self._confirm_queue.popleft()
-                if self._closed or pending.answered or pending.cancel.cancelled:
-                    pending.answer(False)
-                    continue
-                self.note_plan(pending.plan)
-                accepted = ConfirmDialog.ask(self.window(), pending.plan)
-                pending.answer(accepted)
-        finally:
-            self._confirming = False
+        while self._confirm_queue:
+            operation = self._confirm_queue.popleft()
+            if operation.cancel is not None and operation.cancel.cancelled:
+                self._answer(operation, accepted=False)
+                continue
+            assert operation.plan is not None
+            self.confirming = operation
+            dialog = ConfirmDialog.ask(
+                self.window(), operation.plan, functools.partial(self._on_answered, operation)
+            )
+            # An answer given at once (a test's stand-in) has already moved on to the next.
+            if self.confirming is operation:
+                self.confirm_dialog = dialog
+            return
+
+    def _on_answered(self, operation: Operation, accepted: bool) -> None:
+        if self.confirming is operation:
+            self.confirming = None
+            self.confirm_dialog = None
+        self._answer(operation, accepted)
+        self._confirm_next()
+
+    def _answer(self, operation: Operation, accepted: bool) -> None:
+        """Execute the plan on a worker, or record that the person said no."""
+        plan, operation.plan = operation.plan, None
+        if plan is None:
+            return
+        cancel = operation.cancel
+        if accepted and not self._closed and not (cancel is not None and cancel.cancelled):
+            self._run(
+                operation,
+                self.long_pool,
+                lambda: self.installer.execute(plan, cancel),
+                self._on_worker_finished,
+            )
+        else:
+            self._run(
+                operation,
+                self.pool,
+                lambda: self.installer.decline(plan.install_id),
+                self._on_worker_finished,
+            )
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -565,6 +591,9 @@ class InstallPanel(QWidget):
         for operation in self.operations:
             if operation.cancel is not None:
                 operation.cancel.cancel()
+        if self.confirm_dialog is not None:
+            self.confirm_dialog.reject()
         while self._confirm_queue:
-            self._confirm_queue.popleft().answer(False)
+            self._answer(self._confirm_queue.popleft(), accepted=False)
         self.pool.wait()
+        self.long_pool.wait()

@@ -53,7 +53,7 @@ from gui.details_pane import DetailsPane
 from gui.extensions_model import ENABLED, IDENTIFIER, INSTALLED, NAME, VERSION, ExtensionsModel
 from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
-from gui.workers import WorkerPool
+from gui.workers import LONG_WORKERS, SHORT_WORKERS, WorkerPool
 from registry.installer import Installer
 from registry.store import (
     SQLITE_VERSION,
@@ -62,13 +62,16 @@ from registry.store import (
     OperationRecord,
     Registry,
 )
+from registry.version import APP_VERSION
+from registry.vocabulary import OperationStatus, kind_of
 
 if TYPE_CHECKING:
     from gui.doctor_dialog import DoctorDialog
 
 EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
-DEFAULT_APP_VERSION = "0.1.0"
 ZIP_FILTER = "Extension archives (*.zip)"
+# Long enough to be read after the window appears; the Activity tab keeps the notes.
+LAUNCH_NOTES_SHOWN_MS = 20_000
 DROP_HIGHLIGHT = (
     "QFrame#dropArea { border: 2px dashed palette(highlight); "
     "background-color: palette(alternate-base); }"
@@ -89,12 +92,10 @@ class MainWindow(QMainWindow):
     def __init__(
         self,
         registry: Registry,
-        app_version: str = DEFAULT_APP_VERSION,
         initial_extensions: list[ExtensionSummary] | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
-        self.app_version = app_version
         self._painted = False
         self._closed = False
         self.drop_active = False
@@ -105,8 +106,9 @@ class MainWindow(QMainWindow):
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
 
-        self.pool = WorkerPool(self)
-        self.installer = Installer(registry, app_version)
+        self.pool = WorkerPool(self, threads=SHORT_WORKERS)
+        self.long_pool = WorkerPool(self, threads=LONG_WORKERS)
+        self.installer = Installer(registry)
 
         self.extensions_model = ExtensionsModel()
 
@@ -155,10 +157,22 @@ class MainWindow(QMainWindow):
         list_layout.addWidget(self.list_stack)
 
         self.activity_view = ActivityView(registry)
+        # What opening the registry did this time (an upgrade, a recovery), above the history.
+        self.launch_notes = QLabel()
+        self.launch_notes.setObjectName("launchNotes")
+        self.launch_notes.setTextFormat(Qt.TextFormat.PlainText)
+        self.launch_notes.setWordWrap(True)
+        self.launch_notes.setAccessibleName("What happened when the registry was opened")
+        self.launch_notes.hide()
+        self.activity_page = QWidget()
+        activity_layout = QVBoxLayout(self.activity_page)
+        activity_layout.setContentsMargins(0, 0, 0, 0)
+        activity_layout.addWidget(self.launch_notes)
+        activity_layout.addWidget(self.activity_view, 1)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")
         self.tabs.addTab(list_panel, "Extensions")
-        self.tabs.addTab(self.activity_view, "Activity")
+        self.tabs.addTab(self.activity_page, "Activity")
         self.tabs.setAccessibleName("Extensions and activity")
 
         self.details = DetailsPane()
@@ -175,7 +189,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([560, 400])
 
-        self.install_panel = InstallPanel(registry, self.installer, self.pool)
+        self.install_panel = InstallPanel(registry, self.installer, self.pool, self.long_pool)
         self.install_panel.operation_finished.connect(self._on_operation_finished)
         self.install_panel.external_change.connect(self.refresh)
 
@@ -198,6 +212,7 @@ class MainWindow(QMainWindow):
         self.resize(960, 600)
         self.restore_geometry()
         self.refresh(initial_extensions)
+        self.show_launch_notes(registry.launch.messages())
 
     # -- menus and shortcuts ---------------------------------------------------------------------
 
@@ -295,6 +310,15 @@ class MainWindow(QMainWindow):
             self._show_details(self.selected_record())
         self.activity_view.refresh()
 
+    def show_launch_notes(self, lines: list[str]) -> None:
+        """Tell the person what opening the registry did before the window appeared."""
+        if not lines:
+            return
+        self.launch_notes.setText("\n".join(lines))
+        self.launch_notes.setStyleSheet("padding: 6px; background-color: palette(alternate-base);")
+        self.launch_notes.show()
+        self.statusBar().showMessage(" ".join(lines), LAUNCH_NOTES_SHOWN_MS)
+
     def selected_record(self) -> ExtensionRecord | None:
         rows = self.table.selectionModel().selectedRows()
         if not rows:
@@ -327,9 +351,9 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self.refresh()
-        if record.status == "COMPLETED":
+        if record.status == OperationStatus.COMPLETED:
             what = record.extension_id or Path(record.archive_path).name
-            self.statusBar().showMessage(f"{record.kind.capitalize()} of {what} finished.", 5000)
+            self.statusBar().showMessage(f"{kind_of(record.kind).done} {what}.", 5000)
 
     # -- installing ------------------------------------------------------------------------------
 
@@ -469,7 +493,7 @@ class MainWindow(QMainWindow):
             )
 
     def show_activity(self) -> None:
-        self.tabs.setCurrentWidget(self.activity_view)
+        self.tabs.setCurrentWidget(self.activity_page)
 
     def check_registry(self) -> None:
         from gui.doctor_dialog import DoctorDialog  # the doctor is rarely used: not at launch
@@ -484,7 +508,7 @@ class MainWindow(QMainWindow):
 
     def about_text(self) -> str:
         return (
-            f"Extension Manager {self.app_version}\n\n"
+            f"Extension Manager {APP_VERSION}\n\n"
             f"Qt {qVersion()} (PySide6 {PySide6.__version__})\n"
             f"SQLite {SQLITE_VERSION}\n"
             f"Python {platform.python_version()}\n\n"
@@ -525,6 +549,7 @@ class MainWindow(QMainWindow):
             # Cancel what can be cancelled and wait: no worker may outlive the window.
             self.install_panel.shutdown()
             self.pool.wait()
+            self.long_pool.wait()
         super().closeEvent(event)
 
     def paintEvent(self, event: QPaintEvent) -> None:

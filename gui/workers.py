@@ -13,28 +13,23 @@ exceptions escaping a slot or a runnable surface between releases, so nothing re
 from __future__ import annotations
 
 import logging
-import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from registry.errors import UserFacingError
-from registry.installer import CancelToken, InstallPlan
 from registry.store import Registry
 
 log = logging.getLogger(__name__)
 
-# Operations are few and mostly wait on disk; a confirmation also parks its thread while the
-# person reads the dialog. Enough threads that even a large drop of zips gets every registry row
-# (created by the worker itself) straight away, and that enabling or saving settings never
-# queues behind unanswered confirmations. Extractions themselves cannot pile up: each waits for
-# its confirmation, and the dialog shows one at a time.
-MAX_WORKERS = 64
-# How often a worker waiting for a confirmation checks whether it was cancelled meanwhile.
-CONFIRM_POLL_SECONDS = 0.05
+# No worker ever waits on a person (the confirmation is asked on the GUI thread between two
+# worker runs), so threads are only needed for work that is actually running. Extractions are
+# bound by the disk: two at a time keep it busy. Short work (planning, enabling, saving
+# settings, recording an answer) has its own threads so it never queues behind an extraction.
+LONG_WORKERS = 2
+SHORT_WORKERS = 2
 
 
 def describe_failure(error: BaseException) -> str:
@@ -92,10 +87,10 @@ def close_thread_connection(registry: Registry | None) -> None:
 class WorkerPool(QObject):
     """Owns the pool threads and the tasks running on them."""
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, *, threads: int = SHORT_WORKERS) -> None:
         super().__init__(parent)
         self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(MAX_WORKERS)
+        self._pool.setMaxThreadCount(threads)
         self._tasks: set[Task] = set()
 
     def start(
@@ -122,48 +117,11 @@ class WorkerPool(QObject):
     def busy(self) -> bool:
         return bool(self._tasks)
 
+    @property
+    def running_threads(self) -> int:
+        """Threads running a task right now (idle pool threads do not count)."""
+        return self._pool.activeThreadCount()
+
     def wait(self, msecs: int = -1) -> bool:
         """Block until every task has returned from ``run()``; used on close only."""
         return self._pool.waitForDone(msecs)
-
-
-@dataclass(eq=False)
-class ConfirmRequest:
-    """One plan waiting for the person's answer; answered at most once."""
-
-    plan: InstallPlan
-    cancel: CancelToken
-    _answered: threading.Event = field(default_factory=threading.Event)
-    _accepted: bool = False
-
-    def answer(self, accepted: bool) -> None:
-        if not self._answered.is_set():
-            self._accepted = accepted
-            self._answered.set()
-
-    @property
-    def answered(self) -> bool:
-        return self._answered.is_set()
-
-    def wait(self) -> bool:
-        """Block the worker until the GUI answers; a cancel request meanwhile means no."""
-        while not self._answered.wait(CONFIRM_POLL_SECONDS):
-            if self.cancel.cancelled:
-                self.answer(False)
-        return self._accepted and not self.cancel.cancelled
-
-
-class ConfirmBridge(QObject):
-    """The Installer calls ``confirm(plan)`` on its worker thread; the dialog must run on the
-    GUI thread. The worker emits ``requested`` (delivered queued to the GUI thread) and blocks on
-    the request's event until the GUI answers or the operation is cancelled."""
-
-    requested = Signal(object)  # ConfirmRequest
-
-    def confirm_for(self, cancel: CancelToken) -> Callable[[InstallPlan], bool]:
-        def confirm(plan: InstallPlan) -> bool:
-            request = ConfirmRequest(plan, cancel)
-            self.requested.emit(request)
-            return request.wait()
-
-        return confirm

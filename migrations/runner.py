@@ -1,6 +1,6 @@
 """Apply pending schema steps to the registry database, safely.
 
-The launch sequence (see ``prepare_registry``):
+The launch sequence (the lock and its protocol are ``registry.lock.prepare_registry``):
 
 1. Take the process lock (shared for a normal launch, exclusive only to migrate).
 2. Preflight, read-only: is the file SQLite, is it ours (``application_id``), ``quick_check``,
@@ -9,6 +9,14 @@ The launch sequence (see ``prepare_registry``):
 4. Pending steps: verified backup first, then every step in ONE ``BEGIN IMMEDIATE`` transaction
    with foreign keys off, ``foreign_key_check`` and the version bump before the commit. Any
    failure rolls back: the database is exactly as before and the backup is kept.
+
+A step's identity is its SQL, not its file: the checksum recorded in ``schema_migrations`` is
+taken over the step's ``STATEMENTS`` with comments dropped and whitespace collapsed outside
+quoted text (``sql-v1:<sha256>``), so a reformatted file or a new docstring still matches while
+a changed statement does not. The runner executes exactly those statements, so what is
+checksummed is what runs. The first releases recorded the sha256 of the file's bytes instead;
+those checksums are known per step (``LEGACY_CHECKSUMS``), accepted while the step's statements
+are still the shipped ones, and re-stamped in the current format under the exclusive lock.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import contextlib
 import errno
 import hashlib
 import importlib
+import importlib.util
+import json
 import re
 import sqlite3
 import time
@@ -25,11 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
-from migrations.lock import RegistryLock
 from registry.errors import (
     MigrationError,
-    RegistryBusyError,
     RegistryError,
     RegistryNeedsRescueError,
 )
@@ -41,6 +50,9 @@ HISTORY_TABLE = "schema_migrations"
 STEP_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.py$")
 KEEP_BACKUPS = 5
 BUSY_TIMEOUT_SECONDS = 10.0
+CHECKSUM_PREFIX = "sql-v1:"
+# The characters SQLite's tokenizer reads as white space (a vertical tab is not one of them).
+SQL_WHITESPACE = " \t\n\f\r"
 
 
 RESCUE_HINT = (
@@ -56,6 +68,31 @@ class Step:
     module: str
     checksum: str
     apply: Callable[[sqlite3.Connection], None]
+    statements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyChecksum:
+    """What the first releases recorded for a step, and the same step's SQL checksum."""
+
+    file_sha256: str
+    statements: str
+
+
+# Each step file has had exactly one version (commit 870d23de); these are the sha256 of its
+# bytes (CRLF read as LF), as the first releases stored them, next to the checksum of that
+# version's statements. A stored file checksum is accepted only while the step's statements
+# still have that checksum, so a legacy registry cannot hide an edited statement.
+LEGACY_CHECKSUMS: dict[int, LegacyChecksum] = {
+    1: LegacyChecksum(
+        file_sha256="23a6a471a4a9e7edb49bc7215dd6928f2b28b40868c16386e20026f8ee4e5660",
+        statements="sql-v1:ef0ed3a46a3135e434eab61cc094d3c4f9c1fe4bbcfa5aad52e53fc2d9ac0138",
+    ),
+    2: LegacyChecksum(
+        file_sha256="31e753ee518e0251128d01ce29c7abad7afe47b9cbb3b2520ff90f6adb110c80",
+        statements="sql-v1:3a562130acba17f3f136dc9b041fc588a7c5ab70ec32ae06e675e33ec5fa46de",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +110,8 @@ class DatabaseStatus:
     version: int
     latest: int
     applied: tuple[AppliedStep, ...] = ()
+    # Applied steps whose history row still holds a known checksum of the first releases.
+    legacy_checksums: tuple[int, ...] = ()
 
     @property
     def pending(self) -> int:
@@ -85,36 +124,164 @@ class MigrationReport:
     to_version: int
     backup: Path | None
     applied: tuple[str, ...] = field(default=())
+    restamped: tuple[int, ...] = field(default=())
 
 
-def _checksum(source: bytes) -> str:
-    # Line endings differ between checkouts on different systems; the step's meaning does not.
-    return hashlib.sha256(source.replace(b"\r\n", b"\n")).hexdigest()
+def normalise_statement(statement: str) -> str:
+    """The statement as SQLite reads it, minus layout: comments dropped, every run of white
+    space outside quoted text collapsed to one space, none at either end. String literals and
+    quoted identifiers are kept byte for byte, since their spaces are part of their meaning."""
+    out: list[str] = []
+    space_pending = False
+    index, end = 0, len(statement)
+    while index < end:
+        char = statement[index]
+        if char in SQL_WHITESPACE:
+            space_pending = True
+            index += 1
+            continue
+        if statement.startswith("--", index):
+            newline = statement.find("\n", index)
+            index = end if newline < 0 else newline + 1
+            space_pending = True
+            continue
+        if statement.startswith("/*", index):
+            close = statement.find("*/", index + 2)
+            index = end if close < 0 else close + 2
+            space_pending = True
+            continue
+        if char in "'\"`[":
+            token_end = _quoted_end(statement, index)
+            token = statement[index:token_end]
+        else:
+            token_end = index + 1
+            token = char
+        if space_pending and out:
+            out.append(" ")
+        space_pending = False
+        out.append(token)
+        index = token_end
+    return "".join(out)
 
 
-def load_steps() -> tuple[Step, ...]:
-    """Every step shipped with the app, in order; numbering must be contiguous from 1."""
-    found: list[Step] = []
-    for entry in resources.files("migrations").iterdir():
-        match = STEP_FILE.match(entry.name)
+def _quoted_end(statement: str, start: int) -> int:
+    """Where the literal or quoted identifier opening at ``start`` ends (a doubled closing
+    quote is an escaped one; brackets have no escape). Unterminated: the end of the text."""
+    opener = statement[start]
+    closer = "]" if opener == "[" else opener
+    index = start + 1
+    while True:
+        found = statement.find(closer, index)
+        if found < 0:
+            return len(statement)
+        if closer != "]" and statement.startswith(closer * 2, found):
+            index = found + 2
+            continue
+        return found + 1
+
+
+def statements_checksum(statements: tuple[str, ...]) -> str:
+    """The step's identity: its normalised statements, in order; empty ones do not count."""
+    normalised = [text for text in map(normalise_statement, statements) if text]
+    encoded = json.dumps(normalised, ensure_ascii=False, separators=(",", ":")).encode()
+    return CHECKSUM_PREFIX + hashlib.sha256(encoded).hexdigest()
+
+
+def _run_statements(statements: tuple[str, ...]) -> Callable[[sqlite3.Connection], None]:
+    def apply(connection: sqlite3.Connection) -> None:
+        for statement in statements:
+            connection.execute(statement)
+
+    return apply
+
+
+def sql_step(version: int, name: str, statements: tuple[str, ...], module: str = "") -> Step:
+    """A step that runs ``statements`` in order, identified by their checksum."""
+    return Step(
+        version=version,
+        name=name,
+        module=module,
+        checksum=statements_checksum(statements),
+        apply=_run_statements(statements),
+        statements=statements,
+    )
+
+
+class _RecordingConnection:
+    """Stands in for the connection to see what a step module's own ``apply`` would execute."""
+
+    def __init__(self) -> None:
+        self.executed: list[tuple[str, tuple[object, ...]]] = []
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> None:
+        self.executed.append((sql, tuple(parameters)))
+
+
+def _check_module_apply(module: ModuleType, statements: tuple[str, ...], label: str) -> None:
+    """The runner executes ``STATEMENTS`` itself, because only they are checksummed. A module's
+    ``apply`` that would do anything else (parameters, reading results, other work) would be
+    silently skipped and its effect unprotected, so such a module is refused when loaded."""
+    own_apply = getattr(module, "apply", None)
+    if own_apply is None:
+        return
+    recorder = _RecordingConnection()
+    try:
+        own_apply(recorder)
+        plain = recorder.executed == [(statement, ()) for statement in statements]
+    except Exception:
+        plain = False
+    if not plain:
+        raise RuntimeError(
+            f"migration {label}: apply() does more than execute STATEMENTS in order. The runner "
+            f"executes and checksums STATEMENTS only; express the change as SQL statements."
+        )
+
+
+def _step_modules(folder: Path | None) -> Iterator[tuple[re.Match[str], str, ModuleType]]:
+    if folder is None:
+        for entry in resources.files("migrations").iterdir():
+            match = STEP_FILE.match(entry.name)
+            if match:
+                module_name = f"migrations.{entry.name.removesuffix('.py')}"
+                yield match, module_name, importlib.import_module(module_name)
+        return
+    for path in folder.iterdir():
+        match = STEP_FILE.match(path.name)
         if not match:
             continue
-        module_name = f"migrations.{entry.name.removesuffix('.py')}"
-        module = importlib.import_module(module_name)
-        found.append(
-            Step(
-                version=int(match.group(1)),
-                name=str(module.NAME),
-                module=module_name,
-                checksum=_checksum(entry.read_bytes()),
-                apply=module.apply,
-            )
-        )
+        module_name = f"{folder.name}.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"migration {path} cannot be loaded")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield match, module_name, module
+
+
+def load_steps(folder: Path | None = None) -> tuple[Step, ...]:
+    """Every step shipped with the app (or found in ``folder``), in order; numbering must be
+    contiguous from 1."""
+    found: list[Step] = []
+    for match, module_name, module in _step_modules(folder):
+        statements = tuple(module.STATEMENTS)
+        if not all(isinstance(statement, str) for statement in statements):
+            raise RuntimeError(f"migration {module_name}: STATEMENTS must be strings")
+        _check_module_apply(module, statements, module_name)
+        found.append(sql_step(int(match.group(1)), str(module.NAME), statements, module_name))
     found.sort(key=lambda step: step.version)
     for expected, step in enumerate(found, start=1):
         if step.version != expected:
             raise RuntimeError(f"migration steps are not contiguous: expected {expected:04d}")
     return tuple(found)
+
+
+def legacy_checksum(step: Step) -> str | None:
+    """The checksum the first releases recorded for this step, if its statements are still
+    the ones they shipped."""
+    known = LEGACY_CHECKSUMS.get(step.version)
+    if known is None or known.statements != step.checksum:
+        return None
+    return known.file_sha256
 
 
 def latest_version(steps: tuple[Step, ...] | None = None) -> int:
@@ -201,14 +368,29 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
             f"or use another data folder with --data-dir."
         )
     by_version = {step.version: step for step in steps}
+    legacy: list[int] = []
     for done in applied:
         step = by_version.get(done.version)
-        if step is not None and step.checksum != done.checksum:
-            raise RegistryError(
-                f"Migration {done.version:04d} ({done.name}) was changed after it was applied to "
-                f"{db_path}; refusing to continue. Reinstall this version of the app."
-            )
-    return DatabaseStatus(db_path, exists=True, version=version, latest=latest, applied=applied)
+        if step is None or step.checksum == done.checksum:
+            continue
+        if done.checksum == legacy_checksum(step):
+            legacy.append(step.version)
+            continue
+        raise RegistryError(
+            f"Migration {done.version:04d} ({done.name}) was changed after it was applied to "
+            f"{db_path}: its SQL statements are not the ones that ran (recorded checksum "
+            f"{done.checksum}, this app's {step.checksum}). The registry was left untouched. "
+            f"Use the Extension Manager release that upgraded it, or a newer one; a migration "
+            f"that has been released must never change (add a new step instead)."
+        )
+    return DatabaseStatus(
+        db_path,
+        exists=True,
+        version=version,
+        latest=latest,
+        applied=applied,
+        legacy_checksums=tuple(legacy),
+    )
 
 
 def _is_permission_problem(error: sqlite3.Error) -> bool:
@@ -336,6 +518,7 @@ def apply_pending(db_path: Path, steps: tuple[Step, ...]) -> tuple[str, ...]:
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                 " checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
+            _restamp_legacy_checksums(connection, steps)
             for step in steps:
                 if step.version <= current:
                     continue
@@ -371,6 +554,33 @@ def apply_pending(db_path: Path, steps: tuple[Step, ...]) -> tuple[str, ...]:
     return tuple(applied)
 
 
+def _restamp_legacy_checksums(connection: sqlite3.Connection, steps: tuple[Step, ...]) -> None:
+    # Only a row that still holds the exact known legacy checksum is rewritten.
+    for step in steps:
+        legacy = legacy_checksum(step)
+        if legacy is not None:
+            connection.execute(
+                f"UPDATE {HISTORY_TABLE} SET checksum = ? WHERE version = ? AND checksum = ?",
+                (step.checksum, step.version, legacy),
+            )
+
+
+def restamp_checksums(db_path: Path, steps: tuple[Step, ...]) -> None:
+    """Rewrite the legacy checksums of applied steps in the current format, in one
+    transaction. The caller must hold the exclusive lock."""
+    connection = sqlite3.connect(db_path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _restamp_legacy_checksums(connection, steps)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.close()
+
+
 def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
     # Switching the journal mode fails at once (no busy wait) while another connection holds a
     # lock, so it is retried briefly; WAL is persistent, so this happens once per database.
@@ -390,7 +600,17 @@ def migrate(
     steps = steps if steps is not None else load_steps()
     status = read_status(db_path, steps)
     if status.pending == 0:
-        return MigrationReport(status.version, status.version, backup=None)
+        if status.legacy_checksums:
+            try:
+                restamp_checksums(db_path, steps)
+            except sqlite3.Error as error:
+                raise MigrationError(
+                    f"Recording the migrations of {db_path} in the current format failed: "
+                    f"{error}. Nothing was changed; start again."
+                ) from error
+        return MigrationReport(
+            status.version, status.version, backup=None, restamped=status.legacy_checksums
+        )
     backup = None
     if status.exists and status.version > 0:
         try:
@@ -408,51 +628,11 @@ def migrate(
         raise MigrationError(
             f"Upgrading the registry failed: {error}. It was left at version {status.version}."
         ) from error
-    return MigrationReport(status.version, len(steps), backup=backup, applied=applied)
+    return MigrationReport(
+        status.version,
+        len(steps),
+        backup=backup,
+        applied=applied,
+        restamped=status.legacy_checksums,
+    )
 
-
-def prepare_registry(
-    db_path: Path,
-    lock_path: Path,
-    backups_dir: Path,
-    *,
-    wait_seconds: float = 60.0,
-    steps: tuple[Step, ...] | None = None,
-) -> tuple[RegistryLock, MigrationReport]:
-    """Lock, preflight and migrate; return the lock (held shared) for the process's lifetime.
-
-    The loop handles every interleaving of launches: whoever gets the exclusive lock migrates
-    (after re-reading the version, since someone else may just have done it) and then drops to
-    shared; the others wait while a migration runs, and proceed shared once nothing is pending.
-    If the database still needs upgrading while other processes hold it shared, those are older
-    windows of the app that are open right now: refuse, and say so.
-    """
-    steps = steps if steps is not None else load_steps()
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = RegistryLock(lock_path)
-    deadline = time.monotonic() + wait_seconds
-    try:
-        while True:
-            if lock.try_exclusive():
-                report = migrate(db_path, backups_dir, steps)
-                lock.try_shared()
-                return lock, report
-            if lock.try_shared():
-                status = read_status(db_path, steps)
-                if status.pending == 0:
-                    return lock, MigrationReport(status.version, status.version, backup=None)
-                raise RegistryBusyError(
-                    f"The registry at {db_path} needs an upgrade (version {status.version} to "
-                    f"{status.latest}), but another Extension Manager is using it. Close the other "
-                    f"window or command, then start again."
-                )
-            # Someone holds the exclusive lock: a migration is running right now.
-            if time.monotonic() > deadline:
-                raise RegistryBusyError(
-                    f"Another Extension Manager has been upgrading the registry at {db_path} for "
-                    f"more than {wait_seconds:.0f} seconds. Wait for it to finish, then try again."
-                )
-            time.sleep(0.05)
-    except BaseException:
-        lock.release()
-        raise

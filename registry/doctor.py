@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from registry.models import Extension
 from registry.recovery import operation_number, recover_interrupted
 from registry.store import (
     Registry,
@@ -157,14 +156,9 @@ def repair(registry: Registry) -> list[str]:
     for extension in registered.values():
         if extension.id in busy or (registry.paths.extensions / extension.id).is_dir():
             continue
-        with registry.database.atomic():
-            Extension.delete().where(Extension.id == extension.id).execute()
-            registry.record_completed_operation(
-                extension.id,
-                "UNINSTALL",
-                "Unregistered by the doctor: the extension's folder was missing.",
-                from_version=extension.version,
-            )
+        registry.unregister(
+            extension.id, "Unregistered by the doctor: the extension's folder was missing."
+        )
         done.append(f"Unregistered {extension.id}: its folder was missing.")
 
     orphans = registry.paths.root / "orphans"

@@ -1,9 +1,15 @@
 """Install, upgrade and uninstall extensions: safe, atomic and observable.
 
-One operation row per attempt, created before anything else happens, then::
+An install runs in two parts with the person's decision between them, so that no thread ever
+waits on a person:
 
-    read archive -> check entries and limits -> read manifest -> compatibility -> compare with
-    the installed version -> confirmation -> extract to staging -> swap in -> commit -> COMPLETED
+1. ``plan`` (on a worker): read the archive, check its entries and limits, read the manifest,
+   check compatibility and compare with the installed version. The result, an ``InstallPlan``,
+   is everything the confirmation shows. Nothing is written but the operation row, which then
+   says "Waiting for confirmation" at progress 0.
+2. The caller asks the person on its own thread (a dialog, a terminal prompt, or ``--yes``).
+3. ``execute`` (on a worker): check that the file is still the one planned, extract to staging,
+   swap in, commit. Or ``decline``, which ends the operation with nothing changed.
 
 The swap protocol (which ``registry.recovery`` relies on after a crash):
 
@@ -21,7 +27,6 @@ inside the data folder.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import shutil
 import sqlite3
@@ -32,7 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -44,7 +49,6 @@ from registry.errors import (
     UserFacingError,
 )
 from registry.limits import DEFAULT_LIMITS, Limits
-from registry.models import Extension, ExtensionConfig, ExtensionInstall
 from registry.permissions import PERMISSIONS
 from registry.recovery import (
     RecoveryReport,
@@ -54,14 +58,13 @@ from registry.recovery import (
     trash_dir_for,
 )
 from registry.store import (
-    ACTIVE_STATUSES,
+    ExtensionValues,
     OperationRecord,
     Registry,
-    operation_record,
     plain_database_error,
-    process_is_alive,
-    utc_now,
 )
+from registry.version import APP_VERSION
+from registry.vocabulary import OperationKind, OperationStatus
 
 if TYPE_CHECKING:
     from registry.archive import OpenArchive
@@ -73,21 +76,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Where each step starts on the progress bar; extraction fills EXTRACT_START..EXTRACT_END by bytes.
+# Planning writes nothing but the row, so its steps stay at 0 %: the bar only moves once the
+# person has said yes. Extraction fills EXTRACT_START..EXTRACT_END by bytes.
+PLAN_STEPS = (
+    "Reading the archive",
+    "Checking the archive's contents",
+    "Reading the manifest",
+    "Checking compatibility",
+    "Comparing with the installed version",
+)
+WAITING_STEP = "Waiting for confirmation"
 STEP_PROGRESS = {
-    "Reading the archive": 1,
-    "Checking the archive's contents": 3,
-    "Reading the manifest": 5,
-    "Checking compatibility": 6,
-    "Comparing with the installed version": 7,
-    "Waiting for confirmation": 8,
-    "Extracting files": 10,
+    "Checking the file again": 1,
+    "Extracting files": 2,
     "Putting the new version in place": 95,
+    "Removing files": 50,
     "Recording in the registry": 98,
 }
-EXTRACT_START, EXTRACT_END = 10, 94
+EXTRACT_START, EXTRACT_END = 2, 94
 PROGRESS_WRITES_PER_SECOND = 20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Named moments inside the swap, reported to ``on_step`` like the steps themselves, so that a
+# test can stop a process at exactly that point.
+OLD_VERSION_MOVED_ASIDE = "old version moved aside"
+NEW_VERSION_MOVED_IN = "new version moved in"
+COMMITTED = "committed"
+
+StepHook = Callable[[int, str], None]
 
 
 class CancelToken:
@@ -105,13 +120,36 @@ class CancelToken:
 
 
 @dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Enough to tell that the file confirmed is still the file being installed."""
+
+    size: int
+    modified_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class InstallOptions:
+    """What an unattended install (``--yes``) may do besides installing or upgrading."""
+
+    allow_reinstall: bool = False
+    allow_downgrade: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class InstallPlan:
     """Everything the confirmation shows before anything is written."""
 
     install_id: int
     archive_path: Path
+    archive: FileIdentity
     manifest: Manifest
-    kind: str  # INSTALL, UPGRADE, REINSTALL or DOWNGRADE
+    kind: OperationKind  # INSTALL, UPGRADE, REINSTALL or DOWNGRADE
     installed_version: str | None
     file_count: int
     total_bytes: int
@@ -126,11 +164,29 @@ class InstallPlan:
     def change(self) -> str:
         new = str(self.manifest.version)
         return {
-            "INSTALL": f"New install of version {new}",
-            "UPGRADE": f"Upgrade {self.installed_version} → {new}",
-            "REINSTALL": f"Reinstall of the installed version {new}",
-            "DOWNGRADE": f"Downgrade {self.installed_version} → {new} (older than installed)",
+            OperationKind.INSTALL: f"New install of version {new}",
+            OperationKind.UPGRADE: f"Upgrade {self.installed_version} → {new}",
+            OperationKind.REINSTALL: f"Reinstall of the installed version {new}",
+            OperationKind.DOWNGRADE: (
+                f"Downgrade {self.installed_version} → {new} (older than installed)"
+            ),
         }[self.kind]
+
+    def refusal(self, options: InstallOptions) -> str | None:
+        """Why this may not run unattended with ``options`` (None: it may). A person who is
+        asked sees "Reinstall"/"Downgrade" and chooses explicitly instead."""
+        name = f"{self.manifest.name} {self.installed_version}"
+        if self.kind == OperationKind.REINSTALL and not options.allow_reinstall:
+            return (
+                f"{name} is already installed. To install the same version again, choose "
+                "Reinstall (--reinstall on the command line)."
+            )
+        if self.kind == OperationKind.DOWNGRADE and not options.allow_downgrade:
+            return (
+                f"{name} is installed, which is newer than {self.manifest.version} in this "
+                "file. To go back to the older version, choose Downgrade (--allow-downgrade)."
+            )
+        return None
 
     def describe(self) -> list[str]:
         """The confirmation as lines of plain text (the CLI prints them; the dialog shows them)."""
@@ -159,12 +215,6 @@ class InstallPlan:
 Confirm = Callable[[InstallPlan], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class InstallOptions:
-    allow_reinstall: bool = False
-    allow_downgrade: bool = False
-
-
 @dataclass(slots=True)
 class _Swap:
     """What the swap has done so far, so that a failure at any point can undo exactly that."""
@@ -172,6 +222,28 @@ class _Swap:
     target: Path | None = None
     trash: Path | None = None
     swapped: bool = False
+
+
+def extension_values(
+    manifest: Manifest, install_path: Path, archive_sha256: str, files: list[tuple[str, int]]
+) -> ExtensionValues:
+    """What the registry records for ``manifest`` installed in ``install_path``."""
+    return ExtensionValues(
+        id=manifest.id,
+        name=manifest.name,
+        version=str(manifest.version),
+        description=manifest.description,
+        author=manifest.author,
+        license=manifest.license,
+        homepage=manifest.homepage,
+        icon_path=manifest.icon,
+        manifest=manifest.raw,
+        capabilities=tuple(manifest.capabilities),
+        permissions=tuple(manifest.permissions),
+        install_path=str(install_path),
+        archive_sha256=archive_sha256,
+        files=tuple(files),
+    )
 
 
 def format_bytes(count: int) -> str:
@@ -198,25 +270,39 @@ def plain_os_error(error: OSError, doing: str) -> str:
 
 class _ProgressWriter:
     """Writes progress into the operation row: at every step change, and at most ~20 times a
-    second in between, so the registry stays the one source of truth without dominating cost."""
+    second in between, so the registry stays the one source of truth without dominating cost.
+    ``clock`` is injectable so the throttle can be tested without waiting."""
 
-    def __init__(self, registry: Registry, install_id: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        install_id: int,
+        clock: Callable[[], float],
+        on_step: StepHook | None,
+    ) -> None:
         self.registry = registry
         self.install_id = install_id
         self.progress = 0
-        self._last_write = 0.0
+        self._clock = clock
+        self._on_step = on_step
+        self._last_write = float("-inf")
 
-    def step(self, name: str, **fields: Any) -> None:
+    def step(self, name: str, **fields: object) -> None:
         self.progress = max(self.progress, STEP_PROGRESS.get(name, self.progress))
         self.registry.update_operation(
             self.install_id, current_step=name, progress=self.progress, **fields
         )
-        self._last_write = time.monotonic()
+        self._last_write = self._clock()
+        self.checkpoint(name)
+
+    def checkpoint(self, name: str) -> None:
+        if self._on_step is not None:
+            self._on_step(self.install_id, name)
 
     def extracted(self, written: int, total: int) -> None:
         share = written / total if total else 1.0
         progress = EXTRACT_START + int(share * (EXTRACT_END - EXTRACT_START))
-        now = time.monotonic()
+        now = self._clock()
         if progress <= self.progress or now - self._last_write < 1 / PROGRESS_WRITES_PER_SECOND:
             return
         self.progress = progress
@@ -225,20 +311,71 @@ class _ProgressWriter:
 
 
 class Installer:
-    """Runs operations against one registry. Safe to use from several threads at once."""
+    """Runs operations against one registry. Safe to use from several threads at once.
+
+    ``clock`` and ``on_step`` are seams: the progress throttle reads the clock, and ``on_step``
+    is called with the operation and the name of every step and swap moment as it is reached.
+    """
 
     def __init__(
-        self, registry: Registry, app_version: str, limits: Limits = DEFAULT_LIMITS
+        self,
+        registry: Registry,
+        app_version: str = APP_VERSION,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_step: StepHook | None = None,
     ) -> None:
         self.registry = registry
         self.app_version = app_version
         self.limits = limits
+        self._clock = clock
+        self._on_step = on_step
+
+    def _progress(self, install_id: int) -> _ProgressWriter:
+        return _ProgressWriter(self.registry, install_id, self._clock, self._on_step)
 
     # -- install ---------------------------------------------------------------------------------
 
     def begin(self, archive_path: Path) -> int:
         """Record the operation the moment a file is accepted."""
         return self.registry.create_operation(archive_path.absolute())
+
+    def plan(
+        self, install_id: int, archive_path: Path, cancel: CancelToken | None = None
+    ) -> InstallPlan | OperationRecord:
+        """Read and check the archive and compare it with what is installed. Returns the plan
+        to show the person, or the operation's final (FAILED) record when the file cannot be
+        installed; never raises for a bad archive."""
+        cancel = cancel or CancelToken()
+        progress = self._progress(install_id)
+        try:
+            plan = self._plan(install_id, archive_path, progress, cancel)
+            progress.step(WAITING_STEP)
+        except Exception as error:
+            self._fail(install_id, error, _Swap(), f"reading {archive_path.name}")
+            return self.registry.get_operation(install_id)
+        return plan
+
+    def execute(self, plan: InstallPlan, cancel: CancelToken | None = None) -> OperationRecord:
+        """Carry out a plan the person agreed to; returns the operation's final record."""
+        cancel = cancel or CancelToken()
+        progress = self._progress(plan.install_id)
+        swap = _Swap()
+        try:
+            self._execute(plan, progress, cancel, swap)
+        except Exception as error:
+            self._fail(plan.install_id, error, swap, f"installing {plan.archive_path.name}")
+        finally:
+            self._clean_staging(plan.install_id)
+        return self.registry.get_operation(plan.install_id)
+
+    def decline(self, install_id: int, message: str | None = None) -> OperationRecord:
+        """End a planned operation the person said no to (or that may not run unattended)."""
+        self.registry.finish_operation(
+            install_id, OperationStatus.FAILED, message or str(InstallCancelledError())
+        )
+        return self.registry.get_operation(install_id)
 
     def install(
         self,
@@ -249,35 +386,33 @@ class Installer:
         cancel: CancelToken | None = None,
         install_id: int | None = None,
     ) -> OperationRecord:
-        """Install one archive; always returns the operation's final record (never raises for
-        a bad archive or a refusal: those end FAILED with a plain error)."""
+        """Plan, confirm and execute on the calling thread, for callers that have no person to
+        wait for in between (``confirm`` answers at once, or is None for unattended installs,
+        where ``options`` say whether a reinstall or downgrade may go ahead)."""
         if install_id is None:
             install_id = self.begin(archive_path)
-        cancel = cancel or CancelToken()
-        progress = _ProgressWriter(self.registry, install_id)
-        swap = _Swap()
-        try:
-            self._install(archive_path, install_id, progress, confirm, options, cancel, swap)
-        except Exception as error:
-            self._fail(install_id, error, swap, f"installing {archive_path.name}")
-        finally:
-            self._clean_staging(install_id)
-        return self.registry.get_operation(install_id)
+        planned = self.plan(install_id, archive_path, cancel)
+        if not isinstance(planned, InstallPlan):
+            return planned
+        if confirm is None:
+            refusal = planned.refusal(options)
+            if refusal is not None:
+                return self.decline(install_id, refusal)
+        elif not confirm(planned):
+            return self.decline(install_id)
+        return self.execute(planned, cancel)
 
-    def _install(
+    def _plan(
         self,
-        archive_path: Path,
         install_id: int,
+        archive_path: Path,
         progress: _ProgressWriter,
-        confirm: Confirm | None,
-        options: InstallOptions,
         cancel: CancelToken,
-        swap: _Swap,
-    ) -> None:
+    ) -> InstallPlan:
         from registry.archive import open_archive
-        from registry.manifest import check_compatibility, parse_manifest
 
         progress.step("Reading the archive")
+        identity = FileIdentity.of(archive_path)
         with open_archive(archive_path, self.limits) as archive:
             progress.step(
                 "Checking the archive's contents",
@@ -286,30 +421,58 @@ class Installer:
             )
             self._check_cancel(cancel)
             progress.step("Reading the manifest")
-            manifest = parse_manifest(
-                archive.read_member(archive.manifest, self.limits.max_manifest_bytes)
-            )
-            self._check_icon(archive, manifest)
+            manifest = self._read_manifest(archive)
             self.claim(install_id, manifest.id)
-
             progress.step("Checking compatibility", to_version=str(manifest.version))
-            problem = check_compatibility(manifest, self.app_version)
-            if problem:
-                raise InstallRefusedError(problem)
-
+            self._check_compatibility(manifest)
             progress.step("Comparing with the installed version")
-            plan = self._plan(install_id, archive_path, archive, manifest)
-            self.registry.update_operation(
-                install_id, kind=plan.kind, from_version=plan.installed_version
+            plan = self._compare(install_id, archive_path, identity, archive, manifest)
+        self.registry.update_operation(
+            install_id, kind=plan.kind, from_version=plan.installed_version
+        )
+        self._check_cancel(cancel)
+        return plan
+
+    def _read_manifest(self, archive: OpenArchive) -> Manifest:
+        from registry.manifest import parse_manifest
+
+        manifest = parse_manifest(
+            archive.read_member(archive.manifest, self.limits.max_manifest_bytes)
+        )
+        self._check_icon(archive, manifest)
+        return manifest
+
+    def _check_compatibility(self, manifest: Manifest) -> None:
+        from registry.manifest import check_compatibility
+
+        problem = check_compatibility(manifest, self.app_version)
+        if problem:
+            raise InstallRefusedError(problem)
+
+    def _execute(
+        self,
+        plan: InstallPlan,
+        progress: _ProgressWriter,
+        cancel: CancelToken,
+        swap: _Swap,
+    ) -> None:
+        from registry.archive import open_archive
+
+        install_id = plan.install_id
+        self._check_cancel(cancel)
+        progress.step("Checking the file again")
+        # The person may have taken a while to answer: install exactly what they saw.
+        if FileIdentity.of(plan.archive_path) != plan.archive:
+            raise InstallRefusedError(
+                f"{plan.archive_path.name} changed after it was checked. Nothing was changed; "
+                "install the file again."
             )
-            self._check_version_change(plan, options, confirm)
-            self._check_cancel(cancel)
-
-            progress.step("Waiting for confirmation")
-            if confirm is not None and not confirm(plan):
-                raise InstallCancelledError()
-            self._check_cancel(cancel)
-
+        with open_archive(plan.archive_path, self.limits) as archive:
+            if self._read_manifest(archive).raw != plan.manifest.raw:
+                raise InstallRefusedError(
+                    f"{plan.archive_path.name} changed after it was checked. Nothing was "
+                    "changed; install the file again."
+                )
             staging = staging_dir_for(self.registry, install_id)
             files_dir = staging / "files"
             files_dir.mkdir(parents=True)
@@ -327,17 +490,25 @@ class Installer:
         self._check_cancel(cancel)
 
         progress.step("Putting the new version in place", archive_sha256=digest)
-        target = self.registry.paths.extensions / manifest.id
+        target = self.registry.paths.extensions / plan.manifest.id
         swap.target = target
         if target.exists():
-            swap.trash = trash_dir_for(self.registry, install_id, manifest.id)
+            swap.trash = trash_dir_for(self.registry, install_id, plan.manifest.id)
             target.rename(swap.trash)
+            progress.checkpoint(OLD_VERSION_MOVED_ASIDE)
         swap.swapped = True
         files_dir.rename(target)
+        progress.checkpoint(NEW_VERSION_MOVED_IN)
 
         progress.step("Recording in the registry")
-        self._commit_install(install_id, plan, target, digest, file_list)
+        self.registry.commit_install(
+            install_id,
+            extension_values(plan.manifest, target, digest, file_list),
+            expected_version=plan.installed_version,
+            config_removed=plan.config_removed,
+        )
         swap.swapped = False  # committed: the new version is the registered one now
+        progress.checkpoint(COMMITTED)
         _discard_trash(swap)
 
     def _check_cancel(self, cancel: CancelToken) -> None:
@@ -368,37 +539,23 @@ class Installer:
             )
 
     def claim(self, install_id: int, extension_id: str) -> None:
-        """Mark the operation as working on ``extension_id``, unless another live one is.
+        """Mark the operation as working on ``extension_id``, unless another live one is."""
+        self.registry.claim_operation(
+            install_id,
+            extension_id,
+            lambda dead: recover_operation(self.registry, dead, RecoveryReport()),
+        )
 
-        The check and the claim happen in one IMMEDIATE transaction, so two processes racing to
-        install the same extension cannot both win.
-        """
-        database = self.registry.database
-        with database.atomic():
-            others = ExtensionInstall.select().where(
-                (ExtensionInstall.extension_id == extension_id)
-                & (ExtensionInstall.status.in_(ACTIVE_STATUSES))
-                & (ExtensionInstall.install_id != install_id)
-            )
-            for other in others:
-                if process_is_alive(other.owner_pid, other.owner_started):
-                    raise InstallRefusedError(
-                        f"Another operation (number {other.install_id}) is already changing "
-                        f"{extension_id}. Wait for it to finish, then try again."
-                    )
-                # Its process died mid-change: finish its recovery now, before this operation
-                # touches the same folders (otherwise the next launch would put its old
-                # version back over ours).
-                recover_operation(self.registry, operation_record(other), RecoveryReport())
-            ExtensionInstall.update(extension_id=extension_id, updated_at=utc_now()).where(
-                ExtensionInstall.install_id == install_id
-            ).execute()
-
-    def _plan(
-        self, install_id: int, archive_path: Path, archive: OpenArchive, manifest: Manifest
+    def _compare(
+        self,
+        install_id: int,
+        archive_path: Path,
+        identity: FileIdentity,
+        archive: OpenArchive,
+        manifest: Manifest,
     ) -> InstallPlan:
         installed = self.registry.get_extension(manifest.id)
-        kind, installed_version = "INSTALL", None
+        kind, installed_version = OperationKind.INSTALL, None
         added: tuple[str, ...] = ()
         removed: tuple[str, ...] = ()
         if installed is not None:
@@ -410,11 +567,11 @@ class Installer:
             except ValueError:
                 current = None
             if current is None or manifest.version > current:
-                kind = "UPGRADE"
+                kind = OperationKind.UPGRADE
             elif manifest.version == current:
-                kind = "REINSTALL"
+                kind = OperationKind.REINSTALL
             else:
-                kind = "DOWNGRADE"
+                kind = OperationKind.DOWNGRADE
             old_keys = set(installed.config_defaults)
             new_keys = set(manifest.config)
             added = tuple(sorted(new_keys - old_keys))
@@ -422,6 +579,7 @@ class Installer:
         return InstallPlan(
             install_id=install_id,
             archive_path=archive_path,
+            archive=identity,
             manifest=manifest,
             kind=kind,
             installed_version=installed_version,
@@ -431,80 +589,20 @@ class Installer:
             config_removed=removed,
         )
 
-    def _check_version_change(
-        self, plan: InstallPlan, options: InstallOptions, confirm: Confirm | None
-    ) -> None:
-        # With a confirmation, the person sees "Reinstall"/"Downgrade" and chooses explicitly.
-        if confirm is not None:
-            return
-        name = f"{plan.manifest.name} {plan.installed_version}"
-        if plan.kind == "REINSTALL" and not options.allow_reinstall:
-            raise InstallRefusedError(
-                f"{name} is already installed. To install the same version again, choose "
-                "Reinstall (--reinstall on the command line)."
-            )
-        if plan.kind == "DOWNGRADE" and not options.allow_downgrade:
-            raise InstallRefusedError(
-                f"{name} is installed, which is newer than {plan.manifest.version} in this file. "
-                "To go back to the older version, choose Downgrade (--downgrade)."
-            )
-
-    def _commit_install(
-        self,
-        install_id: int,
-        plan: InstallPlan,
-        target: Path,
-        digest: str,
-        file_list: list[tuple[str, int]],
-    ) -> None:
-        manifest = plan.manifest
-        now = utc_now()
-        previous = self.registry.get_extension(manifest.id)
-        values = {
-            "name": manifest.name,
-            "version": str(manifest.version),
-            "description": manifest.description,
-            "author": manifest.author,
-            "license": manifest.license,
-            "homepage": manifest.homepage,
-            "icon_path": manifest.icon,
-            "manifest": json.dumps(manifest.raw, ensure_ascii=False),
-            "capabilities": json.dumps(list(manifest.capabilities)),
-            "permissions": json.dumps(list(manifest.permissions)),
-            "install_path": str(target),
-            "archive_sha256": digest,
-            "files": json.dumps(file_list, ensure_ascii=False),
-            "updated_at": now,
-        }
-        with self.registry.database.atomic():
-            if previous is None:
-                Extension.insert(id=manifest.id, enabled=True, installed_at=now, **values).execute()
-            else:
-                updated = Extension.update(**values).where(Extension.id == manifest.id).execute()
-                if not updated:
-                    # Unregistered meanwhile (e.g. by a repair): committing now would complete
-                    # the operation with no extension row to show for it.
-                    raise InstallRefusedError(
-                        f"{manifest.name} was removed from the registry while it was being "
-                        "changed. Install it again."
-                    )
-                if plan.config_removed:
-                    ExtensionConfig.delete().where(
-                        (ExtensionConfig.extension_id == manifest.id)
-                        & (ExtensionConfig.key.in_(plan.config_removed))
-                    ).execute()
-            # Same transaction as the rows that make the change real.
-            self.registry.finish_operation(install_id, "COMPLETED")
-
     # -- uninstall -------------------------------------------------------------------------------
+
+    def begin_uninstall(self, extension_id: str) -> int:
+        return self.registry.create_operation(
+            kind=OperationKind.UNINSTALL,
+            status=OperationStatus.UNINSTALLING,
+            extension_id=extension_id,
+        )
 
     def uninstall(self, extension_id: str, *, install_id: int | None = None) -> OperationRecord:
         """Remove an extension's files, its row and its settings; its history stays."""
         if install_id is None:
-            install_id = self.registry.create_operation(
-                kind="UNINSTALL", status="UNINSTALLING", current_step="Queued"
-            )
-        progress = _ProgressWriter(self.registry, install_id)
+            install_id = self.begin_uninstall(extension_id)
+        progress = self._progress(install_id)
         swap = _Swap()
         try:
             installed = self.registry.get_extension(extension_id)
@@ -518,11 +616,11 @@ class Installer:
                 swap.trash = trash_dir_for(self.registry, install_id, extension_id)
                 swap.swapped = True
                 target.rename(swap.trash)
+                progress.checkpoint(OLD_VERSION_MOVED_ASIDE)
             progress.step("Recording in the registry")
-            with self.registry.database.atomic():
-                Extension.delete().where(Extension.id == extension_id).execute()
-                self.registry.finish_operation(install_id, "COMPLETED")
+            self.registry.commit_uninstall(install_id, extension_id)
             swap.swapped = False
+            progress.checkpoint(COMMITTED)
             _discard_trash(swap)
         except Exception as error:
             self._fail(install_id, error, swap, f"uninstalling {extension_id}")
@@ -551,7 +649,7 @@ class Installer:
         if swap.swapped:
             self._undo_swap(swap)
         try:
-            self.registry.finish_operation(install_id, "FAILED", message)
+            self.registry.finish_operation(install_id, OperationStatus.FAILED, message)
         except RegistryError:
             log.exception("could not record the failure of operation %s", install_id)
 

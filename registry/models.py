@@ -1,21 +1,21 @@
 """peewee models mirroring the schema that ``migrations/`` creates (the models never create
-tables themselves). The database is bound at launch through ``database_proxy``."""
+tables themselves).
+
+The classes here are bound to no database. Each open registry makes its own subclasses bound to
+its own file (``bind_models``), so two registries in one process, used from any threads, never
+write into each other's file. Only ``registry.store`` uses them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import peewee
-
-database_proxy = peewee.DatabaseProxy()
-
-STATUSES = ("INSTALLING", "COMPLETED", "FAILED", "UNINSTALLING")
-KINDS = ("INSTALL", "UPGRADE", "REINSTALL", "DOWNGRADE", "UNINSTALL")
 
 
 class BaseModel(peewee.Model):
     class Meta:
-        database = database_proxy
         legacy_table_names = False
 
 
@@ -77,8 +77,27 @@ class ExtensionConfig(BaseModel):
         primary_key = peewee.CompositeKey("extension_id", "key")
 
 
-MODELS: tuple[type[BaseModel], ...] = (Extension, ExtensionInstall, ExtensionConfig)
+M = TypeVar("M", bound=BaseModel)
 
 
-def row_dict(instance: peewee.Model) -> dict[str, Any]:
-    return dict(instance.__data__)
+def _bound(model: type[M], database: peewee.Database) -> type[M]:
+    # Subclasses inherit the fields; the table name is not inherited by peewee, so it is given.
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    return cast(type[M], type(model.__name__, (model,), {"Meta": meta, "__module__": __name__}))
+
+
+@dataclass(frozen=True, slots=True)
+class BoundModels:
+    """The three tables of one registry file."""
+
+    extension: type[Extension]
+    install: type[ExtensionInstall]
+    config: type[ExtensionConfig]
+
+
+def bind_models(database: peewee.Database) -> BoundModels:
+    return BoundModels(
+        extension=_bound(Extension, database),
+        install=_bound(ExtensionInstall, database),
+        config=_bound(ExtensionConfig, database),
+    )

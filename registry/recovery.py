@@ -19,7 +19,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from registry.store import OperationRecord, Registry, process_is_alive
+from registry.store import InterruptedOperation, OperationRecord, Registry, process_is_alive
+from registry.vocabulary import OperationKind, OperationStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def trash_dir_for(registry: Registry, install_id: int, extension_id: str) -> Pat
 @dataclass
 class RecoveryReport:
     failed_operations: list[int] = field(default_factory=list)
+    interrupted: list[InterruptedOperation] = field(default_factory=list)
     restored_extensions: list[str] = field(default_factory=list)
     removed_paths: list[Path] = field(default_factory=list)
 
@@ -71,7 +73,7 @@ def roll_back_swap(registry: Registry, operation: OperationRecord, report: Recov
         trash.rename(installed)
         report.restored_extensions.append(extension_id)
     elif (
-        operation.kind != "UNINSTALL"
+        operation.kind != OperationKind.UNINSTALL
         and registered is None
         and installed.exists()
         and operation.staging_dir is not None
@@ -100,8 +102,10 @@ def recover_operation(
     if staging.exists():
         remove_tree(staging)
         report.removed_paths.append(staging)
-    registry.finish_operation(operation.install_id, "FAILED", INTERRUPTED)
+    registry.finish_operation(operation.install_id, OperationStatus.FAILED, INTERRUPTED)
     report.failed_operations.append(operation.install_id)
+    what = operation.extension_id or Path(operation.archive_path).name or "an unknown file"
+    report.interrupted.append(InterruptedOperation(operation.install_id, operation.kind, what))
     log.warning("operation %s was interrupted; marked failed", operation.install_id)
 
 

@@ -17,14 +17,12 @@ folder that cannot be re-registered is moved to ``orphans/``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrations.lock import RegistryLock
 from migrations.runner import (
     APPLICATION_ID,
     RESCUE_HINT,
@@ -38,14 +36,14 @@ from registry.errors import (
     RegistryError,
     RegistryNeedsRescueError,
 )
+from registry.installer import extension_values
 from registry.limits import DEFAULT_LIMITS
+from registry.lock import hold_exclusive
 from registry.manifest import Manifest, parse_manifest
-from registry.models import Extension
 from registry.paths import DataPaths
-from registry.startup import extension_folders, missing_registry_problem, open_registry
+from registry.startup import extension_folders, missing_registry_problem, open_data_folder
 from registry.store import (
     Registry,
-    utc_now,
 )
 
 __all__ = [
@@ -191,13 +189,13 @@ class _ExclusiveRegistry:
 
     def __init__(self, paths: DataPaths) -> None:
         paths.root.mkdir(parents=True, exist_ok=True)
-        self.lock = RegistryLock(paths.lock)
-        if not self.lock.try_exclusive():
-            self.lock.release()
+        try:
+            self.lock = hold_exclusive(paths.lock)
+        except RegistryBusyError as error:
             raise RegistryBusyError(
                 f"Another Extension Manager is using {paths.root}. Close it, then run the "
                 f"rescue again."
-            )
+            ) from error
 
     def __enter__(self) -> _ExclusiveRegistry:
         return self
@@ -272,11 +270,8 @@ def restore_latest_backup(paths: DataPaths) -> RescueResult:
 
 def _compare_with_disk(paths: DataPaths) -> list[str]:
     """Open the restored registry as a launch would (migrating it) and report what drifted."""
-    opened = open_registry(paths, rescue_check=False)
-    try:
-        findings = diagnose(opened.registry)
-    finally:
-        opened.registry.close()
+    with open_data_folder(paths, rescue_check=False) as registry:
+        findings = diagnose(registry)
     if not findings:
         return ["The restored registry matches the extensions on disk."]
     return [
@@ -316,11 +311,8 @@ def rebuild_from_disk(paths: DataPaths, app_version: str) -> RescueResult:
         ]
     actions = [f"Kept the damaged registry as {path}." for path in moved[:1]]
     actions.extend(f"Kept an unfinished operation's files as {path}." for path in kept)
-    opened = open_registry(paths, rescue_check=False)
-    try:
-        actions.extend(_register_folders(opened.registry, reason, app_version))
-    finally:
-        opened.registry.close()
+    with open_data_folder(paths, rescue_check=False) as registry:
+        actions.extend(_register_folders(registry, reason, app_version))
     return RescueResult(tuple(actions), moved)
 
 
@@ -340,35 +332,7 @@ def _register_folders(registry: Registry, reason: str, app_version: str) -> list
             actions.append(f"Could not re-register {name} ({problem}); moved it to {destination}.")
             continue
         files = sorted(installed_files(folder).items())
-        now = utc_now()
-        with registry.database.atomic():
-            Extension.insert(
-                id=manifest.id,
-                name=manifest.name,
-                version=str(manifest.version),
-                description=manifest.description,
-                author=manifest.author,
-                license=manifest.license,
-                homepage=manifest.homepage,
-                icon_path=manifest.icon,
-                manifest=json.dumps(manifest.raw, ensure_ascii=False),
-                capabilities=json.dumps(list(manifest.capabilities)),
-                permissions=json.dumps(list(manifest.permissions)),
-                enabled=True,
-                install_path=str(folder),
-                archive_sha256="",
-                files=json.dumps(files, ensure_ascii=False),
-                installed_at=now,
-                updated_at=now,
-            ).execute()
-            registry.record_completed_operation(
-                manifest.id,
-                "INSTALL",
-                note,
-                to_version=str(manifest.version),
-                file_count=len(files),
-                total_bytes=sum(size for _path, size in files),
-            )
+        registry.register_found(extension_values(manifest, folder, "", files), note)
         actions.append(f"Re-registered {manifest.id} {manifest.version} from {folder}.")
     if not actions:
         actions.append("Started a new, empty registry: there were no extension folders.")

@@ -1,35 +1,20 @@
-"""Steps 2-7 of the launch sequence, shared by the window and the command line."""
+"""Opening a data folder's registry: lock, preflight, backup, migrations, recovery.
+
+The window, the command line and host applications all come through here (host applications
+through ``registry.open_registry``). Nothing here asks anyone anything or shows anything: what
+was done comes back as the registry's ``launch`` report, for the front end to show.
+"""
 
 from __future__ import annotations
 
 import errno
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 
-from migrations.runner import (
-    RESCUE_HINT,
-    MigrationReport,
-    prepare_registry,
-)
-from registry.errors import (
-    RegistryError,
-    RegistryNeedsRescueError,
-)
+from migrations.runner import RESCUE_HINT
+from registry.errors import RegistryError, RegistryNeedsRescueError
+from registry.lock import prepare_registry
 from registry.paths import DataPaths
-from registry.recovery import RecoveryReport, recover_interrupted
-from registry.store import (
-    ExtensionSummary,
-    Registry,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedRegistry:
-    registry: Registry
-    migration: MigrationReport
-    recovery: RecoveryReport
-    # Read on the opening thread for the first view, while the GUI toolkit was still loading.
-    extensions: list[ExtensionSummary] | None = None
+from registry.recovery import recover_interrupted
+from registry.store import LaunchReport, Registry
 
 
 def extension_folders(paths: DataPaths) -> tuple[str, ...]:
@@ -80,10 +65,10 @@ def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
     )
 
 
-def open_registry(
+def open_data_folder(
     paths: DataPaths, *, wait_seconds: float = 60.0, rescue_check: bool = True
-) -> OpenedRegistry:
-    """Lock, migrate, open and recover. Raises ``UserFacingError`` subclasses for the user.
+) -> Registry:
+    """Lock, migrate, open and recover. Raises ``UserFacingError`` subclasses for the person.
 
     ``rescue_check=False`` is for the rescue itself, which creates the new registry on purpose.
     """
@@ -93,7 +78,7 @@ def open_registry(
         raise data_folder_error(error, paths) from error
 
 
-def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> OpenedRegistry:
+def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> Registry:
     if rescue_check:
         problem = missing_registry_problem(paths)
         if problem is not None:
@@ -108,22 +93,5 @@ def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> OpenedRe
     except BaseException:
         lock.release()
         raise
-    return OpenedRegistry(registry, migration, recovery)
-
-
-def open_in_background(paths: DataPaths) -> Future[OpenedRegistry]:
-    """Start opening (and migrating) the registry on a thread right away, so that it overlaps
-    loading the GUI toolkit. The window is still built only from the finished result."""
-
-    def work() -> OpenedRegistry:
-        opened = open_registry(paths)
-        opened = replace(opened, extensions=opened.registry.list_extension_summaries())
-        # peewee keeps one connection per thread; this thread is finished with its own.
-        opened.registry.close_thread_connection()
-        return opened
-
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-registry")
-    try:
-        return executor.submit(work)
-    finally:
-        executor.shutdown(wait=False)
+    registry.launch = LaunchReport(migration, tuple(recovery.interrupted))
+    return registry

@@ -1,4 +1,8 @@
-"""The registry API: everything the GUI and the CLI read or write goes through ``Registry``.
+"""The registry API: everything the window, the command line and a host application read or
+write goes through ``Registry``, and this is the only module that touches the models.
+
+Each ``Registry`` owns its database object and its own model classes bound to it, so several
+registries (several data folders) can be open in one process and used from any threads.
 
 Callers get plain immutable records, never peewee instances, so no view can hold a query or a
 transaction open across event-loop turns. Writers use short ``BEGIN IMMEDIATE`` transactions
@@ -14,34 +18,37 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import peewee
 
-from migrations.lock import RegistryLock
-from migrations.runner import APPLICATION_ID, latest_version
+from migrations.runner import APPLICATION_ID, MigrationReport, latest_version
 from registry.errors import (
     ConfigError,
+    InstallRefusedError,
     OperationNotFoundError,
     RegistryError,
     RegistryNotMigratedError,
 )
-from registry.models import (
-    KINDS,
-    STATUSES,
-    Extension,
-    ExtensionConfig,
-    ExtensionInstall,
-    database_proxy,
-)
+from registry.models import BoundModels, ExtensionInstall, bind_models
 from registry.paths import DataPaths
+from registry.vocabulary import (
+    ACTIVE_STATUSES,
+    OperationKind,
+    OperationStatus,
+    change_text,
+    kind_of,
+)
+
+if TYPE_CHECKING:
+    from registry.lock import RegistryLock
 
 ConfigValue = bool | int | float | str
-ACTIVE_STATUSES = ("INSTALLING", "UNINSTALLING")
 # For Help -> About: the SQLite library the registry runs on.
 SQLITE_VERSION = sqlite3.sqlite_version
 BUSY_TIMEOUT_MS = 15_000
@@ -80,6 +87,11 @@ class OperationRecord:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def change(self) -> str:
+        """'Upgrade 1.0.0 → 1.1.0' and friends, from what the record knows so far."""
+        return change_text(self.kind, self.from_version, self.to_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +139,76 @@ def operation_record(row: ExtensionInstall) -> OperationRecord:
     return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
 
 
-def _extension_record(row: Extension) -> ExtensionRecord:
+@dataclass(frozen=True, slots=True)
+class ExtensionValues:
+    """What the registry records about an installed version (written by an install's commit
+    and by a rebuild from disk)."""
+
+    id: str
+    name: str
+    version: str
+    description: str
+    author: str
+    license: str
+    homepage: str
+    icon_path: str | None
+    manifest: Mapping[str, Any]
+    capabilities: tuple[str, ...]
+    permissions: tuple[str, ...]
+    install_path: str
+    archive_sha256: str
+    files: tuple[tuple[str, int], ...]
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "author": self.author,
+            "license": self.license,
+            "homepage": self.homepage,
+            "icon_path": self.icon_path,
+            "manifest": json.dumps(dict(self.manifest), ensure_ascii=False),
+            "capabilities": json.dumps(list(self.capabilities)),
+            "permissions": json.dumps(list(self.permissions)),
+            "install_path": self.install_path,
+            "archive_sha256": self.archive_sha256,
+            "files": json.dumps([list(entry) for entry in self.files], ensure_ascii=False),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptedOperation:
+    install_id: int
+    kind: str
+    what: str  # the extension's id, or the archive's file name when the id was never known
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchReport:
+    """What opening the registry did before anyone could use it, in words for the person."""
+
+    migration: MigrationReport | None = None
+    interrupted: tuple[InterruptedOperation, ...] = ()
+
+    def messages(self) -> list[str]:
+        lines = []
+        migration = self.migration
+        if migration is not None and migration.applied and migration.from_version > 0:
+            backup = f" (backup: {migration.backup})" if migration.backup else ""
+            lines.append(
+                f"Registry upgraded from schema {migration.from_version} to "
+                f"{migration.to_version}{backup}."
+            )
+        for operation in self.interrupted:
+            noun = kind_of(operation.kind).noun
+            lines.append(
+                f"{noun[0].upper()}{noun[1:]} of {operation.what} was interrupted and rolled back."
+            )
+        return lines
+
+
+def _extension_record(row: Any) -> ExtensionRecord:
     files = json.loads(row.files) if row.files is not None else None
     return ExtensionRecord(
         id=row.id,
@@ -224,13 +305,46 @@ def process_is_alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
-class Registry:
-    """The registry of one data folder. One per process (models bind to it at open)."""
+class _Database(peewee.SqliteDatabase):
+    """peewee's SQLite database, counting the connections it holds open (one per thread that
+    has used it), so that tests and diagnostics can see that nothing is held while idle."""
 
-    def __init__(self, paths: DataPaths, lock: RegistryLock | None = None) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._count_lock = threading.Lock()
+        self.open_connections = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = super()._connect()  # type: ignore[misc]
+        with self._count_lock:
+            self.open_connections += 1
+        return cast(sqlite3.Connection, connection)
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        super()._close(conn)  # type: ignore[misc]
+        with self._count_lock:
+            self.open_connections -= 1
+
+
+class Registry:
+    """The registry of one data folder.
+
+    Open it with ``registry.open_registry(data_dir)``, which takes the lock, migrates and
+    recovers first; constructing one directly expects all that done. Safe to use from several
+    threads: peewee gives each thread its own connection, and a thread that is finished with the
+    registry calls ``close_thread_connection``.
+    """
+
+    def __init__(
+        self,
+        paths: DataPaths,
+        lock: RegistryLock | None = None,
+        launch: LaunchReport | None = None,
+    ) -> None:
         self.paths = paths
         self.lock = lock
-        self.database = peewee.SqliteDatabase(
+        self.launch = launch or LaunchReport()
+        self.database = _Database(
             str(paths.database),
             pragmas={
                 "foreign_keys": 1,
@@ -240,8 +354,14 @@ class Registry:
             timeout=BUSY_TIMEOUT_MS / 1000,
             lock_type="IMMEDIATE",
         )
-        database_proxy.initialize(self.database)
+        self._models: BoundModels = bind_models(self.database)
         self._check_schema()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _check_schema(self) -> None:
         if not self.paths.database.exists():
@@ -256,6 +376,8 @@ class Registry:
             raise RegistryError(
                 f"The registry {self.paths.database} cannot be read: {error}"
             ) from error
+        finally:
+            self.close_thread_connection()
         latest = latest_version()
         if application_id != APPLICATION_ID or version != latest:
             raise RegistryNotMigratedError(
@@ -268,9 +390,13 @@ class Registry:
         if not self.database.is_closed():
             self.database.close()
 
+    @property
+    def open_connections(self) -> int:
+        """How many threads hold a connection to this registry's file right now."""
+        return self.database.open_connections
+
     def close(self) -> None:
-        if not self.database.is_closed():
-            self.database.close()
+        self.close_thread_connection()
         if self.lock is not None:
             self.lock.release()
 
@@ -303,22 +429,20 @@ class Registry:
         self,
         archive_path: str | Path = "",
         *,
-        kind: str = "INSTALL",
-        status: str = "INSTALLING",
+        kind: OperationKind = OperationKind.INSTALL,
+        status: OperationStatus = OperationStatus.INSTALLING,
         extension_id: str | None = None,
         current_step: str = "Queued",
     ) -> int:
         """Record an operation the moment a file is accepted, before its manifest is read."""
-        if status not in STATUSES or kind not in KINDS:
-            raise ValueError(f"unknown status {status!r} or kind {kind!r}")
         pid, started = current_process_identity()
         now = utc_now()
         with self.database.atomic():
-            row = ExtensionInstall.create(
+            row = self._models.install.create(
                 extension_id=extension_id,
-                kind=kind,
+                kind=OperationKind(kind),
                 archive_path=str(archive_path),
-                status=status,
+                status=OperationStatus(status),
                 progress=0,
                 current_step=current_step,
                 started_at=now,
@@ -334,30 +458,31 @@ class Registry:
 
         ``progress`` never goes backwards: a late, lower value is ignored.
         """
-        unknown = set(fields) - set(ExtensionInstall._meta.fields)
+        installs = self._models.install
+        unknown = set(fields) - set(installs._meta.fields)
         if unknown or "install_id" in fields:
             raise ValueError(f"cannot update operation fields {sorted(unknown)}")
         fields["updated_at"] = utc_now()
-        query = ExtensionInstall.update(**fields).where(ExtensionInstall.install_id == install_id)
+        query = installs.update(**fields).where(installs.install_id == install_id)
         if "progress" in fields:
-            query = query.where(ExtensionInstall.progress <= fields["progress"])
+            query = query.where(installs.progress <= fields["progress"])
         with self.database.atomic():
             changed = query.execute()
-            if not changed and not ExtensionInstall.get_or_none(install_id=install_id):
+            if not changed and not installs.get_or_none(install_id=install_id):
                 raise OperationNotFoundError(install_id)
 
     @_translate_errors
     def record_completed_operation(
-        self, extension_id: str, kind: str, note: str, **fields: Any
+        self, extension_id: str, kind: OperationKind, note: str, **fields: Any
     ) -> int:
         """Record a change made outside the installer (doctor, rescue) as one finished
         operation, so that the history explains it; joins the caller's transaction if any."""
         now = utc_now()
         with self.database.atomic():
-            row = ExtensionInstall.create(
+            row = self._models.install.create(
                 extension_id=extension_id,
-                kind=kind,
-                status="COMPLETED",
+                kind=OperationKind(kind),
+                status=OperationStatus.COMPLETED,
                 progress=100,
                 current_step="Done",
                 started_at=now,
@@ -369,22 +494,25 @@ class Registry:
         return int(row.install_id)
 
     @_translate_errors
-    def finish_operation(self, install_id: int, status: str, error: str | None = None) -> None:
+    def finish_operation(
+        self, install_id: int, status: OperationStatus, error: str | None = None
+    ) -> None:
         """End an operation that is still running; one that already ended keeps its outcome
         (a late failure must never turn a committed change into "failed")."""
+        installs = self._models.install
         now = utc_now()
         fields: dict[str, Any] = {"status": status, "ended_at": now, "updated_at": now}
         fields["error"] = error
-        if status == "COMPLETED":
+        if status == OperationStatus.COMPLETED:
             fields.update(progress=100, current_step="Done")
-        elif status == "FAILED":
+        elif status == OperationStatus.FAILED:
             fields["current_step"] = "Failed"
         with self.database.atomic():
             changed = (
-                ExtensionInstall.update(**fields)
+                installs.update(**fields)
                 .where(
-                    (ExtensionInstall.install_id == install_id)
-                    & (ExtensionInstall.status.in_(ACTIVE_STATUSES))
+                    (installs.install_id == install_id)
+                    & (installs.status.in_(list(ACTIVE_STATUSES)))
                 )
                 .execute()
             )
@@ -398,31 +526,66 @@ class Registry:
                 )
 
     @_translate_errors
+    def claim_operation(
+        self,
+        install_id: int,
+        extension_id: str,
+        recover_dead: Callable[[OperationRecord], None],
+    ) -> None:
+        """Mark the operation as working on ``extension_id``, unless another live one is.
+
+        The check and the claim happen in one IMMEDIATE transaction, so two processes racing to
+        change the same extension cannot both win. An operation on it whose process died is
+        first recovered (``recover_dead``, inside the transaction), before this one touches the
+        same folders; otherwise the next launch would put its old version back over ours.
+        """
+        installs = self._models.install
+        with self.database.atomic():
+            others = installs.select().where(
+                (installs.extension_id == extension_id)
+                & (installs.status.in_(list(ACTIVE_STATUSES)))
+                & (installs.install_id != install_id)
+            )
+            for other in others:
+                if process_is_alive(other.owner_pid, other.owner_started):
+                    raise InstallRefusedError(
+                        f"Another operation (number {other.install_id}) is already changing "
+                        f"{extension_id}. Wait for it to finish, then try again."
+                    )
+                recover_dead(operation_record(other))
+            installs.update(extension_id=extension_id, updated_at=utc_now()).where(
+                installs.install_id == install_id
+            ).execute()
+
+    @_translate_errors
     def completed_after(self, extension_id: str, install_id: int) -> bool:
         """Whether a later operation on this extension has committed."""
+        installs = self._models.install
         return bool(
-            ExtensionInstall.select()
+            installs.select()
             .where(
-                (ExtensionInstall.extension_id == extension_id)
-                & (ExtensionInstall.status == "COMPLETED")
-                & (ExtensionInstall.install_id > install_id)
+                (installs.extension_id == extension_id)
+                & (installs.status == OperationStatus.COMPLETED)
+                & (installs.install_id > install_id)
             )
             .exists()
         )
 
     @_translate_errors
     def get_operation(self, install_id: int) -> OperationRecord:
-        row = ExtensionInstall.get_or_none(ExtensionInstall.install_id == install_id)
+        installs = self._models.install
+        row = installs.get_or_none(installs.install_id == install_id)
         if row is None:
             raise OperationNotFoundError(install_id)
         return operation_record(row)
 
     @_translate_errors
     def get_operations(self, install_ids: Iterable[int]) -> dict[int, OperationRecord]:
+        installs = self._models.install
         ids = list(install_ids)
         if not ids:
             return {}
-        rows = ExtensionInstall.select().where(ExtensionInstall.install_id.in_(ids))
+        rows = installs.select().where(installs.install_id.in_(ids))
         return {row.install_id: operation_record(row) for row in rows}
 
     @_translate_errors
@@ -435,26 +598,32 @@ class Registry:
         before_id: int | None = None,
     ) -> list[OperationRecord]:
         """Newest first; ``since_id``/``before_id`` page through the history by operation id."""
-        query = ExtensionInstall.select().order_by(ExtensionInstall.install_id.desc())
+        installs = self._models.install
+        query = installs.select().order_by(installs.install_id.desc())
         if active_only:
-            query = query.where(ExtensionInstall.status.in_(ACTIVE_STATUSES))
+            query = query.where(installs.status.in_(list(ACTIVE_STATUSES)))
         if since_id:
-            query = query.where(ExtensionInstall.install_id > since_id)
+            query = query.where(installs.install_id > since_id)
         if before_id is not None:
-            query = query.where(ExtensionInstall.install_id < before_id)
+            query = query.where(installs.install_id < before_id)
         if limit is not None:
             query = query.limit(limit)
         return [operation_record(row) for row in query]
 
     @_translate_errors
     def count_operations(self) -> int:
-        return int(ExtensionInstall.select().count())
+        return int(self._models.install.select().count())
 
     # -- extensions ------------------------------------------------------------------------------
 
     @_translate_errors
     def list_extensions(self) -> list[ExtensionRecord]:
-        return [_extension_record(row) for row in Extension.select().order_by(Extension.name)]
+        extensions = self._models.extension
+        return [_extension_record(row) for row in extensions.select().order_by(extensions.name)]
+
+    @_translate_errors
+    def count_extensions(self) -> int:
+        return int(self._models.extension.select().count())
 
     @_translate_errors
     def list_extension_summaries(self) -> list[ExtensionSummary]:
@@ -479,31 +648,111 @@ class Registry:
 
     @_translate_errors
     def get_extension(self, extension_id: str) -> ExtensionRecord | None:
-        row = Extension.get_or_none(Extension.id == extension_id)
+        extensions = self._models.extension
+        row = extensions.get_or_none(extensions.id == extension_id)
         return _extension_record(row) if row is not None else None
 
     @_translate_errors
     def set_enabled(self, extension_id: str, enabled: bool) -> None:
+        extensions = self._models.extension
         with self.database.atomic():
             changed = (
-                Extension.update(enabled=enabled, updated_at=utc_now())
-                .where(Extension.id == extension_id)
+                extensions.update(enabled=enabled, updated_at=utc_now())
+                .where(extensions.id == extension_id)
                 .execute()
             )
         if not changed:
             raise RegistryError(f"The extension '{extension_id}' is not installed.")
+
+    @_translate_errors
+    def commit_install(
+        self,
+        install_id: int,
+        values: ExtensionValues,
+        *,
+        expected_version: str | None,
+        config_removed: Iterable[str] = (),
+    ) -> None:
+        """Record the version now in ``values.install_path`` and complete the operation, in one
+        transaction. ``expected_version`` is the version the plan replaced (None for a first
+        install): if the registry changed meanwhile, nothing is committed."""
+        extensions, configs = self._models.extension, self._models.config
+        now = utc_now()
+        with self.database.atomic():
+            current = extensions.get_or_none(extensions.id == values.id)
+            current_version = current.version if current is not None else None
+            if current_version != expected_version:
+                raise InstallRefusedError(
+                    f"{values.name} changed in the registry while it was being installed (it "
+                    f"is now {current_version or 'not installed'}). Nothing was changed; "
+                    "install the file again."
+                )
+            if current is None:
+                extensions.insert(
+                    id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
+                ).execute()
+            else:
+                extensions.update(updated_at=now, **values.columns()).where(
+                    extensions.id == values.id
+                ).execute()
+                removed = list(config_removed)
+                if removed:
+                    configs.delete().where(
+                        (configs.extension_id == values.id) & (configs.key.in_(removed))
+                    ).execute()
+            # Same transaction as the rows that make the change real.
+            self.finish_operation(install_id, OperationStatus.COMPLETED)
+
+    @_translate_errors
+    def commit_uninstall(self, install_id: int, extension_id: str) -> None:
+        """Forget the extension (its settings go with it) and complete the operation."""
+        extensions = self._models.extension
+        with self.database.atomic():
+            extensions.delete().where(extensions.id == extension_id).execute()
+            self.finish_operation(install_id, OperationStatus.COMPLETED)
+
+    @_translate_errors
+    def unregister(self, extension_id: str, note: str) -> None:
+        """Forget an extension whose files are gone, with an operation row saying why."""
+        extensions = self._models.extension
+        with self.database.atomic():
+            row = extensions.get_or_none(extensions.id == extension_id)
+            if row is None:
+                return
+            extensions.delete().where(extensions.id == extension_id).execute()
+            self.record_completed_operation(
+                extension_id, OperationKind.UNINSTALL, note, from_version=row.version
+            )
+
+    @_translate_errors
+    def register_found(self, values: ExtensionValues, note: str) -> None:
+        """Record an extension found on disk (a rebuilt registry), with an operation row."""
+        extensions = self._models.extension
+        now = utc_now()
+        with self.database.atomic():
+            extensions.insert(
+                id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
+            ).execute()
+            self.record_completed_operation(
+                values.id,
+                OperationKind.INSTALL,
+                note,
+                to_version=values.version,
+                file_count=len(values.files),
+                total_bytes=sum(size for _path, size in values.files),
+            )
 
     # -- configuration ---------------------------------------------------------------------------
 
     @_translate_errors
     def get_config(self, extension_id: str) -> dict[str, ConfigValue]:
         """The manifest's defaults with the user's stored values on top."""
+        configs = self._models.config
         extension = self.get_extension(extension_id)
         if extension is None:
             raise RegistryError(f"The extension '{extension_id}' is not installed.")
         values = extension.config_defaults
-        stored = ExtensionConfig.select().where(ExtensionConfig.extension_id == extension_id)
-        for row in stored:
+        for row in configs.select().where(configs.extension_id == extension_id):
             if row.key in values:
                 values[row.key] = json.loads(row.value)
         return values
@@ -511,28 +760,16 @@ class Registry:
     @_translate_errors
     def set_config(self, extension_id: str, values: Mapping[str, ConfigValue]) -> None:
         """Store user values; each must exist in the defaults and have the default's type."""
-        extension = self.get_extension(extension_id)
-        if extension is None:
-            raise RegistryError(f"The extension '{extension_id}' is not installed.")
-        defaults = extension.config_defaults
-        for key, value in values.items():
-            check_config_value(extension_id, defaults, key, value)
+        self._checked_defaults(extension_id, values)
         with self.database.atomic():
-            for key, value in values.items():
-                ExtensionConfig.insert(
-                    extension_id=extension_id, key=key, value=json.dumps(value)
-                ).on_conflict_replace().execute()
+            self._store_values(extension_id, values)
 
     @_translate_errors
     def save_config(self, extension_id: str, values: Mapping[str, ConfigValue]) -> None:
         """Store what a settings form shows: values equal to the default are not stored, so a
         later version's new default applies to every setting the user never changed."""
-        extension = self.get_extension(extension_id)
-        if extension is None:
-            raise RegistryError(f"The extension '{extension_id}' is not installed.")
-        defaults = extension.config_defaults
-        for key, value in values.items():
-            check_config_value(extension_id, defaults, key, value)
+        configs = self._models.config
+        defaults = self._checked_defaults(extension_id, values)
         # 2 is not the same choice as a float default of 2.0: compare types as well as values.
         chosen = {
             key: value
@@ -540,19 +777,34 @@ class Registry:
             if value != defaults[key] or type(value) is not type(defaults[key])
         }
         with self.database.atomic():
-            ExtensionConfig.delete().where(
-                (ExtensionConfig.extension_id == extension_id)
-                & (ExtensionConfig.key.in_([k for k in values if k not in chosen]))
+            configs.delete().where(
+                (configs.extension_id == extension_id)
+                & (configs.key.in_([k for k in values if k not in chosen]))
             ).execute()
-            for key, value in chosen.items():
-                ExtensionConfig.insert(
-                    extension_id=extension_id, key=key, value=json.dumps(value)
-                ).on_conflict_replace().execute()
+            self._store_values(extension_id, chosen)
+
+    def _checked_defaults(
+        self, extension_id: str, values: Mapping[str, ConfigValue]
+    ) -> dict[str, ConfigValue]:
+        extension = self.get_extension(extension_id)
+        if extension is None:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+        defaults = extension.config_defaults
+        for key, value in values.items():
+            check_config_value(extension_id, defaults, key, value)
+        return defaults
+
+    def _store_values(self, extension_id: str, values: Mapping[str, ConfigValue]) -> None:
+        for key, value in values.items():
+            self._models.config.insert(
+                extension_id=extension_id, key=key, value=json.dumps(value)
+            ).on_conflict_replace().execute()
 
     @_translate_errors
     def reset_config(self, extension_id: str) -> None:
+        configs = self._models.config
         with self.database.atomic():
-            ExtensionConfig.delete().where(ExtensionConfig.extension_id == extension_id).execute()
+            configs.delete().where(configs.extension_id == extension_id).execute()
 
 
 def check_config_value(

@@ -92,3 +92,11 @@ def change_text(kind: str, from_version: str | None, to_version: str | None) -> 
     if to_version or from_version:
         return f"{verb} {to_version or from_version}"
     return verb
+
+
+def status_words(value: str) -> str:
+    """A stored status for people; an unknown one (a newer app's) is shown as it is."""
+    try:
+        return OperationStatus(value).words
+    except ValueError:
+        return value

@@ -1,0 +1,499 @@
+"""The headless command line: the same registry API the window uses, with exit codes and
+``--json`` output for scripts. One table (``COMMANDS``) names every command, its help, its
+arguments and its handler."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from registry.errors import UserFacingError
+from registry.paths import DataPaths
+from registry.store import ConfigValue, OperationRecord, Registry
+from registry.vocabulary import OperationStatus, kind_of, status_words
+
+if TYPE_CHECKING:
+    from registry.installer import InstallPlan
+
+# The installer, the doctor and the progress bar are imported by the commands that use them:
+# the window's launch reads this table for the command names, and its start-up time counts.
+log = logging.getLogger(__name__)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # with one plain sentence on stderr
+    USAGE = 2
+
+
+RegistryHandler = Callable[[argparse.Namespace, Registry], "ExitCode"]
+FolderHandler = Callable[[argparse.Namespace, DataPaths], "ExitCode"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
+    # Most commands work on the open registry; a few must work when it cannot be opened.
+    on_registry: RegistryHandler | None = None
+    on_folder: FolderHandler | None = None
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+
+
+def fail(message: str) -> ExitCode:
+    print(f"extension-manager: {message}", file=sys.stderr)
+    return ExitCode.FAILURE
+
+
+def _on_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal; anything but yes (or end of input) is no."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _unconfirmed(example: str) -> ExitCode:
+    print(
+        "extension-manager: nothing was changed. Confirm with --yes when not running on a "
+        f"terminal (for example: extension-manager {example}).",
+        file=sys.stderr,
+    )
+    return ExitCode.USAGE
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def status_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    from registry.version import APP_VERSION
+
+    applied = registry.applied_migrations()
+    version = registry.schema_version()
+    launch = registry.launch.messages()
+    payload = {
+        "app_version": APP_VERSION,
+        "data_dir": str(registry.paths.root),
+        "database": str(registry.paths.database),
+        "schema_version": version,
+        "applied_migrations": [{"version": v, "name": n, "applied_at": a} for v, n, a in applied],
+        "extensions": registry.count_extensions(),
+        "operations": registry.count_operations(),
+        "this_launch": launch,
+    }
+    lines = [
+        f"Extension Manager {APP_VERSION}",
+        f"Data folder:     {registry.paths.root}",
+        f"Database:        {registry.paths.database}",
+        f"Schema version:  {version}",
+        f"Extensions:      {payload['extensions']}",
+        f"Operations:      {payload['operations']}",
+        "Applied migrations:",
+        *(f"  {v:04d} {n} (applied {a})" for v, n, a in applied),
+    ]
+    if launch:
+        lines += ["Done while opening the registry:", *(f"  {line}" for line in launch)]
+    emit(args, payload, "\n".join(lines))
+    return ExitCode.OK
+
+
+# -- installing ------------------------------------------------------------------------------
+
+
+def _operation_payload(record: OperationRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in OperationRecord.__slots__}
+
+
+def _operation_line(record: OperationRecord) -> str:
+    what = record.extension_id or Path(record.archive_path).name or "?"
+    status = status_words(record.status)
+    line = f"#{record.install_id:<5} {record.started_at[:19]}  {status:<12} {what}"
+    line += f"  {record.change}"
+    if record.error:
+        line += f"\n        {record.error}"
+    return line
+
+
+def _configure_install(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("archives", nargs="+", metavar="ZIP", type=Path, help="extension archives")
+    sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    sub.add_argument("--reinstall", action="store_true", help="allow installing the same version")
+    sub.add_argument(
+        "--allow-downgrade",
+        "--downgrade",
+        dest="downgrade",
+        action="store_true",
+        help="allow installing an older version",
+    )
+
+
+def _confirmed(plan: InstallPlan) -> bool:
+    print("\n".join(plan.describe()), file=sys.stderr)
+    return _ask(f"{plan.kind.verb}?")
+
+
+def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    """Plan on a worker, ask on this thread, execute on a worker; each archive in turn."""
+    from cli.progress import run_with_progress
+    from registry.installer import Installer, InstallOptions, InstallPlan
+
+    interactive = not args.yes and _on_terminal()
+    if not args.yes and not interactive:
+        return _unconfirmed("install --yes FILE.zip")
+    installer = Installer(registry)
+    options = InstallOptions(allow_reinstall=args.reinstall, allow_downgrade=args.downgrade)
+    show_bar = not args.json and sys.stderr.isatty()
+    results = []
+    for archive in args.archives:
+        install_id = installer.begin(archive)
+
+        def plan(archive: Path = archive, install_id: int = install_id) -> object:
+            return installer.plan(install_id, archive)
+
+        planned = (
+            run_with_progress(registry, install_id, archive.name, plan, sys.stderr)
+            if show_bar
+            else plan()
+        )
+        if not isinstance(planned, InstallPlan):
+            record = registry.get_operation(install_id)
+        elif interactive and not _confirmed(planned):
+            record = installer.decline(install_id)
+        elif not interactive and (refusal := planned.refusal(options)) is not None:
+            record = installer.decline(install_id, refusal)
+        elif show_bar:
+            record = run_with_progress(
+                registry,
+                install_id,
+                planned.manifest.name,
+                functools.partial(installer.execute, planned),
+                sys.stderr,
+            )
+        else:
+            record = installer.execute(planned)
+        results.append(record)
+        if not args.json:
+            if record.status == OperationStatus.COMPLETED:
+                print(f"{kind_of(record.kind).done} {record.extension_id} {record.to_version}")
+            else:
+                print(f"extension-manager: {archive}: {record.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([_operation_payload(r) for r in results], indent=2))
+    succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
+    return ExitCode.OK if succeeded else ExitCode.FAILURE
+
+
+def _configure_extension_id(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("extension_id", metavar="ID", help="the extension's id, e.g. example.hello")
+
+
+def _configure_uninstall(sub: argparse.ArgumentParser) -> None:
+    _configure_extension_id(sub)
+    sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def uninstall_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    from registry.installer import Installer
+
+    installed = registry.get_extension(args.extension_id)
+    if installed is None:
+        return fail(f"The extension '{args.extension_id}' is not installed.")
+    if not args.yes:
+        if not _on_terminal():
+            return _unconfirmed(f"uninstall --yes {args.extension_id}")
+        question = (
+            f"Uninstall {installed.name} {installed.version}? Its files and settings are "
+            "removed; its history is kept."
+        )
+        if not _ask(question):
+            return fail("Nothing was uninstalled.")
+    record = Installer(registry).uninstall(args.extension_id)
+    if record.status != OperationStatus.COMPLETED:
+        return fail(record.error or "The uninstall failed.")
+    emit(args, _operation_payload(record), f"Uninstalled {args.extension_id}")
+    return ExitCode.OK
+
+
+# -- managing --------------------------------------------------------------------------------
+
+
+def list_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    extensions = registry.list_extensions()
+    payload = [
+        {
+            "id": e.id,
+            "name": e.name,
+            "version": e.version,
+            "enabled": e.enabled,
+            "install_path": e.install_path,
+            "archive_sha256": e.archive_sha256,
+        }
+        for e in extensions
+    ]
+    lines = [
+        f"{e.id:<40} {e.version:<12} {'enabled' if e.enabled else 'disabled':<9} {e.name}"
+        for e in extensions
+    ] or ["No extensions installed."]
+    emit(args, payload, "\n".join(lines))
+    return ExitCode.OK
+
+
+def _set_enabled(args: argparse.Namespace, registry: Registry, enabled: bool) -> ExitCode:
+    registry.set_enabled(args.extension_id, enabled)
+    state = "enabled" if enabled else "disabled"
+    emit(args, {"id": args.extension_id, "enabled": enabled}, f"{args.extension_id} {state}")
+    return ExitCode.OK
+
+
+def enable_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    return _set_enabled(args, registry, True)
+
+
+def disable_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    return _set_enabled(args, registry, False)
+
+
+def _configure_config(sub: argparse.ArgumentParser) -> None:
+    _configure_extension_id(sub)
+    sub.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="KEY[=VALUE]",
+        help='settings to show or change; values are JSON (true, 3, 0.5, "text") or plain text',
+    )
+    sub.add_argument("--reset", action="store_true", help="restore every default")
+
+
+def _parse_value(text: str) -> ConfigValue:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(value, bool | int | float | str):
+        return value
+    return text
+
+
+def config_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    if args.reset:
+        registry.reset_config(args.extension_id)
+    changes: dict[str, ConfigValue] = {}
+    shown: list[str] = []
+    for assignment in args.assignments:
+        key, sep, value = assignment.partition("=")
+        if sep:
+            changes[key] = _parse_value(value)
+        else:
+            shown.append(key)
+    if changes:
+        registry.set_config(args.extension_id, changes)
+    values = registry.get_config(args.extension_id)
+    unknown = [key for key in shown if key not in values]
+    if unknown:
+        known = ", ".join(values) or "none"
+        return fail(
+            f"'{unknown[0]}' is not a setting of {args.extension_id}. Its settings are: {known}."
+        )
+    if shown:
+        values = {key: values[key] for key in shown}
+    emit(
+        args,
+        values,
+        "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        or "This extension has no settings.",
+    )
+    return ExitCode.OK
+
+
+def _configure_history(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--limit", type=int, default=50, help="how many operations (default 50)")
+
+
+def installs_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    records = registry.list_operations(limit=args.limit)
+    emit(
+        args,
+        [_operation_payload(r) for r in records],
+        "\n".join(_operation_line(r) for r in records) or "No operations yet.",
+    )
+    return ExitCode.OK
+
+
+# -- checking and rescuing -------------------------------------------------------------------
+
+
+def _configure_doctor(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--repair", action="store_true", help="fix what can be fixed safely")
+
+
+def doctor_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    from registry.doctor import diagnose, repair
+
+    repaired = repair(registry) if args.repair else []
+    findings = diagnose(registry)
+    payload = {
+        "healthy": not findings,
+        "repaired": repaired,
+        "findings": [
+            {"problem": f.problem, "advice": f.advice, "repairable": f.repairable} for f in findings
+        ],
+    }
+    lines = [f"Repaired: {line}" for line in repaired]
+    lines += [f"Problem: {f.problem}\n  {f.advice}" for f in findings]
+    lines.append(
+        "Healthy: the registry and the files on disk agree."
+        if not findings
+        else f"{len(findings)} problem(s) found."
+        + (
+            " Run 'extension-manager doctor --repair' to fix the repairable ones."
+            if any(f.repairable for f in findings) and not args.repair
+            else ""
+        )
+    )
+    emit(args, payload, "\n".join(lines))
+    return ExitCode.OK if not findings else ExitCode.FAILURE
+
+
+def _configure_rescue(sub: argparse.ArgumentParser) -> None:
+    choice = sub.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--restore-backup",
+        action="store_true",
+        help="replace the missing or damaged registry with the newest verified backup",
+    )
+    choice.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="start a new registry and re-register the extensions found on disk",
+    )
+
+
+def rescue_command(args: argparse.Namespace, paths: DataPaths) -> ExitCode:
+    from registry.rescue import rebuild_from_disk, rescue_options, restore_latest_backup
+    from registry.version import APP_VERSION
+
+    if args.restore_backup or args.rebuild:
+        result = (
+            restore_latest_backup(paths)
+            if args.restore_backup
+            else rebuild_from_disk(paths, APP_VERSION)
+        )
+        payload = {
+            "rescued": True,
+            "actions": list(result.actions),
+            "moved_aside": [str(p) for p in result.moved_aside],
+        }
+        emit(args, payload, "\n".join(result.actions))
+        return ExitCode.OK
+    options = rescue_options(paths)
+    backup = options.backup
+    payload = {
+        "needed": options.needed,
+        "problem": options.problem,
+        "backup": None
+        if backup is None
+        else {
+            "path": str(backup.path),
+            "schema_version": backup.schema_version,
+            "taken_at": backup.taken_at,
+            "extensions": backup.extensions,
+        },
+        "extension_folders": list(options.extension_folders),
+    }
+    emit(args, payload, "\n".join(options.describe()))
+    return ExitCode.FAILURE if options.needed else ExitCode.OK
+
+
+_HISTORY = Command(
+    "list install, upgrade and uninstall operations, newest first",
+    _configure_history,
+    installs_command,
+)
+
+COMMANDS: dict[str, Command] = {
+    "status": Command(
+        "show the data folder, schema version, migrations and what opening the registry did",
+        on_registry=status_command,
+    ),
+    "install": Command(
+        "install or upgrade extensions from .zip files", _configure_install, install_command
+    ),
+    "uninstall": Command(
+        "remove an installed extension (its history is kept)",
+        _configure_uninstall,
+        uninstall_command,
+    ),
+    "list": Command("list installed extensions", on_registry=list_command),
+    "enable": Command("enable an installed extension", _configure_extension_id, enable_command),
+    "disable": Command("disable an installed extension", _configure_extension_id, disable_command),
+    "config": Command("show or change an extension's settings", _configure_config, config_command),
+    "installs": _HISTORY,
+    # "history" reads better to some; both names stay.
+    "history": _HISTORY,
+    "doctor": Command(
+        "check the registry against the files on disk", _configure_doctor, doctor_command
+    ),
+    "rescue": Command(
+        "recover from a missing or damaged registry (without an option: show what is possible)",
+        _configure_rescue,
+        on_folder=rescue_command,
+    ),
+}
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        if command.configure is not None:
+            command.configure(sub)
+
+
+def _one_line(error: UserFacingError) -> str:
+    # Scripts read stderr line by line: one error, one line.
+    return " ".join(str(error).split())
+
+
+def run_command(args: argparse.Namespace, paths: DataPaths) -> ExitCode:
+    """Every failure ends as one line on stderr and exit code 1, never a traceback."""
+    from registry.startup import open_data_folder
+
+    command = COMMANDS[args.command]
+    try:
+        if command.on_folder is not None:
+            return command.on_folder(args, paths)
+        assert command.on_registry is not None
+        with open_data_folder(paths) as registry:
+            return command.on_registry(args, registry)
+    except UserFacingError as error:
+        message = _one_line(error)
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        message = (
+            f"{error.strerror or error}{where}. Check the data folder's free space and "
+            "permissions, then try again."
+        )
+    except Exception as error:
+        log.exception("the %s command failed", args.command)
+        message = (
+            f"an unexpected error stopped '{args.command}' ({type(error).__name__}: {error}). "
+            "Details are in the log file."
+        )
+    return fail(message)

@@ -1,0 +1,67 @@
+"""A terminal progress bar drawn from an operation's registry row: the same numbers the window
+shows. tqdm fits it to the terminal's width (and follows resizes)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TextIO, TypeVar
+
+from tqdm import tqdm
+
+from registry.store import Registry
+
+T = TypeVar("T")
+REDRAW_SECONDS = 0.1
+LABEL_WIDTH = 24
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= LABEL_WIDTH else text[: LABEL_WIDTH - 1] + "…"
+
+
+def run_with_progress(
+    registry: Registry,
+    install_id: int,
+    label: str,
+    work: Callable[[], T],
+    stream: TextIO,
+) -> T:
+    """Run ``work`` on a thread and redraw the operation's bar until it returns. The calling
+    thread only waits for the worker, never for a person: prompts happen between two runs."""
+    results: list[T] = []
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(work())
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            registry.close_thread_connection()
+
+    worker = threading.Thread(target=target, name=f"operation-{install_id}", daemon=True)
+    bar = tqdm(
+        total=100,
+        desc=_label(label),
+        file=stream,
+        dynamic_ncols=True,
+        leave=False,
+        bar_format="{desc} {bar} {percentage:3.0f}% {postfix}",
+    )
+    try:
+        worker.start()
+        while True:
+            finished = not worker.is_alive()
+            record = registry.get_operation(install_id)
+            bar.n = record.progress
+            bar.set_postfix_str(record.current_step, refresh=False)
+            bar.refresh()
+            if finished:
+                break
+            worker.join(REDRAW_SECONDS)
+    finally:
+        bar.close()
+    if failures:
+        raise failures[0]
+    return results[0]
