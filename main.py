@@ -87,9 +87,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         return build_command_parser().parse_args(argv)
     parser = build_window_parser()
     if first is not None and not Path(first).exists():
-        parser.error(
-            f"'{first}' is neither a command nor a file. Commands: {', '.join(COMMANDS)}."
-        )
+        parser.error(f"'{first}' is neither a command nor a file. Commands: {', '.join(COMMANDS)}.")
     return parser.parse_args(argv)
 
 

@@ -82,6 +82,7 @@ def _unconfirmed(example: str) -> ExitCode:
 
 
 def status_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
+    from migrations.runner import latest_version
     from registry.version import APP_VERSION
 
     applied = registry.applied_migrations()
@@ -92,6 +93,7 @@ def status_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
         "data_dir": str(registry.paths.root),
         "database": str(registry.paths.database),
         "schema_version": version,
+        "latest_schema_version": latest_version(),
         "applied_migrations": [{"version": v, "name": n, "applied_at": a} for v, n, a in applied],
         "extensions": registry.count_extensions(),
         "operations": registry.count_operations(),
@@ -101,7 +103,7 @@ def status_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
         f"Extension Manager {APP_VERSION}",
         f"Data folder:     {registry.paths.root}",
         f"Database:        {registry.paths.database}",
-        f"Schema version:  {version}",
+        f"Schema version:  {version} (latest {latest_version()})",
         f"Extensions:      {payload['extensions']}",
         f"Operations:      {payload['operations']}",
         "Applied migrations:",

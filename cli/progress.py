@@ -1,8 +1,9 @@
 """A terminal progress bar drawn from an operation's registry row: the same numbers the window
-shows. tqdm fits it to the terminal's width (and follows resizes)."""
+shows, drawn by tqdm to the terminal's width."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from typing import TextIO, TypeVar
@@ -14,6 +15,10 @@ from registry.store import Registry
 T = TypeVar("T")
 REDRAW_SECONDS = 0.1
 LABEL_WIDTH = 24
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size().columns
 
 
 def _label(text: str) -> str:
@@ -45,7 +50,7 @@ def run_with_progress(
         total=100,
         desc=_label(label),
         file=stream,
-        dynamic_ncols=True,
+        ncols=terminal_width(),
         leave=False,
         bar_format="{desc} {bar} {percentage:3.0f}% {postfix}",
     )
@@ -54,6 +59,8 @@ def run_with_progress(
         while True:
             finished = not worker.is_alive()
             record = registry.get_operation(install_id)
+            # Follow resizes; a terminal that reports no size gets the usual 80 columns.
+            bar.ncols = terminal_width()
             bar.n = record.progress
             bar.set_postfix_str(record.current_step, refresh=False)
             bar.refresh()

@@ -592,7 +592,9 @@ class InstallPanel(QWidget):
             if operation.cancel is not None:
                 operation.cancel.cancel()
         if self.confirm_dialog is not None:
-            self.confirm_dialog.reject()
+            self.confirm_dialog.reject()  # answers no through its callback
+        if self.confirming is not None:
+            self._on_answered(self.confirming, accepted=False)
         while self._confirm_queue:
             self._answer(self._confirm_queue.popleft(), accepted=False)
         self.pool.wait()

@@ -93,6 +93,8 @@ class MainWindow(QMainWindow):
         self,
         registry: Registry,
         initial_extensions: list[ExtensionSummary] | None = None,
+        *,
+        installer: Installer | None = None,
     ) -> None:
         super().__init__()
         self.registry = registry
@@ -108,7 +110,7 @@ class MainWindow(QMainWindow):
 
         self.pool = WorkerPool(self, threads=SHORT_WORKERS)
         self.long_pool = WorkerPool(self, threads=LONG_WORKERS)
-        self.installer = Installer(registry)
+        self.installer = installer or Installer(registry)
 
         self.extensions_model = ExtensionsModel()
 

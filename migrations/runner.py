@@ -27,6 +27,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -54,6 +55,8 @@ CHECKSUM_PREFIX = "sql-v1:"
 # The characters SQLite's tokenizer reads as white space (a vertical tab is not one of them).
 SQL_WHITESPACE = " \t\n\f\r"
 
+log = logging.getLogger(__name__)
+
 
 RESCUE_HINT = (
     "Run 'extension-manager rescue' to restore the latest backup or to rebuild the registry "
@@ -79,10 +82,11 @@ class LegacyChecksum:
     statements: str
 
 
-# Each step file has had exactly one version (commit 870d23de); these are the sha256 of its
-# bytes (CRLF read as LF), as the first releases stored them, next to the checksum of that
-# version's statements. A stored file checksum is accepted only while the step's statements
-# still have that checksum, so a legacy registry cannot hide an edited statement.
+# While checksums covered the file, each step file had exactly one version (commit 870d23de):
+# these are the sha256 of its bytes (CRLF read as LF), as the first releases stored them, next
+# to the checksum of that version's statements. A stored file checksum is accepted only while
+# the step's statements still have that checksum, so a legacy registry cannot hide an edited
+# statement.
 LEGACY_CHECKSUMS: dict[int, LegacyChecksum] = {
     1: LegacyChecksum(
         file_sha256="23a6a471a4a9e7edb49bc7215dd6928f2b28b40868c16386e20026f8ee4e5660",
@@ -600,17 +604,16 @@ def migrate(
     steps = steps if steps is not None else load_steps()
     status = read_status(db_path, steps)
     if status.pending == 0:
-        if status.legacy_checksums:
+        restamped = status.legacy_checksums
+        if restamped:
             try:
                 restamp_checksums(db_path, steps)
             except sqlite3.Error as error:
-                raise MigrationError(
-                    f"Recording the migrations of {db_path} in the current format failed: "
-                    f"{error}. Nothing was changed; start again."
-                ) from error
-        return MigrationReport(
-            status.version, status.version, backup=None, restamped=status.legacy_checksums
-        )
+                # The legacy checksums stay valid, so this must not keep anyone out; the next
+                # exclusive open tries again.
+                log.warning("could not re-stamp the migration checksums of %s: %s", db_path, error)
+                restamped = ()
+        return MigrationReport(status.version, status.version, backup=None, restamped=restamped)
     backup = None
     if status.exists and status.version > 0:
         try:
@@ -635,4 +638,3 @@ def migrate(
         applied=applied,
         restamped=status.legacy_checksums,
     )
-

@@ -325,6 +325,23 @@ class _Database(peewee.SqliteDatabase):
         with self._count_lock:
             self.open_connections -= 1
 
+    # After some errors (SQLITE_FULL among them) SQLite has already rolled the whole
+    # transaction back by itself. peewee's own ROLLBACK (or ROLLBACK TO SAVEPOINT) would then
+    # fail with "no transaction is active" and that error would replace the real one.
+
+    def _rolled_back_already(self) -> bool:
+        return not self.is_closed() and not self.connection().in_transaction  # type: ignore[no-untyped-call]
+
+    def rollback(self) -> None:
+        if not self._rolled_back_already():
+            super().rollback()
+
+    def execute_sql(self, sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        ends_savepoint = sql.startswith(("ROLLBACK TO SAVEPOINT", "RELEASE SAVEPOINT"))
+        if ends_savepoint and self._rolled_back_already():
+            return None
+        return super().execute_sql(sql, params, *args, **kwargs)  # type: ignore[no-untyped-call]
+
 
 class Registry:
     """The registry of one data folder.
@@ -402,7 +419,7 @@ class Registry:
 
     def fetch_all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Raw SQL for pragmas and read-only checks that the models do not cover."""
-        cursor = self.database.execute_sql(sql, params)  # type: ignore[no-untyped-call]
+        cursor = self.database.execute_sql(sql, params)
         return list(cursor.fetchall())
 
     def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:

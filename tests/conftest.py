@@ -20,7 +20,7 @@ os.environ.pop("EXTENSION_MANAGER_DATA_DIR", None)
 import pytest  # noqa: E402
 
 from registry.paths import DataPaths  # noqa: E402
-from registry.startup import open_registry  # noqa: E402
+from registry.startup import open_data_folder  # noqa: E402
 from registry.store import Registry  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -28,27 +28,55 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_app(
-    *args: str, env: dict[str, str] | None = None, as_user: int | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    as_user: int | None = None,
+    python: tuple[str, ...] = (sys.executable,),
+    app: Path = REPO_ROOT,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``main.py`` in a new process, as a person would, with no standard input (so prompts
-    refuse instead of waiting); ``as_user`` runs it unprivileged, where permissions apply."""
+    refuse instead of waiting).
+
+    ``as_user`` runs it unprivileged, where permissions apply. That user must be able to run
+    ``python`` and read ``app`` (the folder holding ``main.py``, also the working directory),
+    which a checkout and its virtualenv need not allow: ``tests/test_faults.py`` builds a copy
+    of both that anyone can read.
+    """
     prefix: list[str] = []
     if as_user is not None:
         prefix = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups"]
     return subprocess.run(
-        [*prefix, sys.executable, str(REPO_ROOT / "main.py"), *args],
+        [*prefix, *python, str(app / "main.py"), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
         check=False,
         stdin=subprocess.DEVNULL,
-        cwd=str(REPO_ROOT),
+        cwd=str(app),
     )
 
 
-def run_cli(data: Path, *args: str, as_user: int | None = None) -> subprocess.CompletedProcess[str]:
-    return run_app("--data-dir", str(data), *args, as_user=as_user)
+def run_cli(
+    data: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    as_user: int | None = None,
+    python: tuple[str, ...] = (sys.executable,),
+    app: Path = REPO_ROOT,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    return run_app(
+        "--data-dir",
+        str(data),
+        *args,
+        env=env,
+        as_user=as_user,
+        python=python,
+        app=app,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -58,9 +86,8 @@ def paths(tmp_path: Path) -> DataPaths:
 
 @pytest.fixture
 def registry(paths: DataPaths) -> Iterator[Registry]:
-    opened = open_registry(paths)
-    yield opened.registry
-    opened.registry.close()
+    with open_data_folder(paths) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -13,18 +13,24 @@ import random
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import peewee
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -51,7 +57,7 @@ from registry.rescue import (
     rescue_options,
     restore_latest_backup,
 )
-from registry.startup import open_registry
+from registry.startup import open_data_folder
 from registry.store import (
     Registry,
 )
@@ -183,44 +189,65 @@ def test_disk_full_during_the_swap(
     assert_upgrade_failed_cleanly(registry, record.error, upgraded_from)
 
 
-@contextlib.contextmanager
-def full_database(registry: Registry, statement: str) -> Iterator[None]:
-    """SQLite's own answer when the disk fills during a write, for statements starting so."""
-    database = registry.database
-    original = database.execute_sql
-
-    def execute_sql(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if sql.startswith(statement):
-            raise peewee.OperationalError("database or disk is full")
-        return original(sql, params, *args, **kwargs)
-
-    database.execute_sql = execute_sql  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del database.execute_sql
+RECORDING_STEP = "Recording in the registry"
+MANY_FILES_ID = "test.many-files"
 
 
-@pytest.mark.parametrize("operation", ["first-install", "upgrade", "uninstall"])
+def many_files_zip(path: Path, version: str, *, files: int) -> Path:
+    """An extension of many small files: the list of them, which the registry keeps with the
+    extension, fills several database pages."""
+    manifest = {"id": MANY_FILES_ID, "name": "Many files", "version": version}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest))
+        for number in range(files):
+            archive.writestr(f"data/{version}/{'a-rather-long-name-' * 3}{number:04d}.txt", "x")
+    return path
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("many-files")
+    return {
+        "v1": many_files_zip(folder / "many-1.zip", "1.0.0", files=300),
+        "v2": many_files_zip(folder / "many-2.zip", "2.0.0", files=400),
+    }
+
+
+@pytest.mark.parametrize("operation", ["first-install", "upgrade"])
 def test_disk_full_during_the_registry_commit(
-    registry: Registry, big: dict[str, Path], operation: str
+    registry: Registry, many_files: dict[str, Path], operation: str
 ) -> None:
-    installer = Installer(registry, APP_VERSION)
-    if operation != "first-install":
-        assert installer.install(big["v1"]).status == "COMPLETED"
+    """SQLite itself finds the database full as the install is recorded: from that moment the
+    file may not grow (``max_page_count`` on the connection the commit uses), and the row to
+    write needs more pages than the file has free. (An uninstall's commit deletes rows and
+    rewrites one small row in place: it needs no new page, so a page limit cannot fail it.)"""
+    if operation == "upgrade":
+        assert Installer(registry, APP_VERSION).install(many_files["v1"]).status == "COMPLETED"
     before = snapshot(registry)
-    statement = {
-        "first-install": 'INSERT INTO "extensions"',
-        "upgrade": 'UPDATE "extensions"',
-        "uninstall": 'DELETE FROM "extensions"',
-    }[operation]
-    with full_database(registry, statement):
-        if operation == "uninstall":
-            record = installer.uninstall(BIG_ID)
-        else:
-            record = installer.install(big["v2"])
+    with zipfile.ZipFile(many_files["v2"]) as archive:
+        listed_bytes = sum(len(name) for name in archive.namelist())
+    installing_thread = threading.get_ident()
+    free_bytes: list[int] = []
+
+    def stop_growth(install_id: int, step: str) -> None:
+        if step != RECORDING_STEP:
+            return
+        # peewee keeps one connection per thread and pragmas are per connection: the install
+        # runs on this thread, so this is the connection its commit writes with.
+        assert threading.get_ident() == installing_thread
+        pages = registry.scalar("PRAGMA page_count")
+        assert registry.scalar(f"PRAGMA max_page_count = {pages}") == pages
+        free_pages = registry.scalar("PRAGMA freelist_count")
+        free_bytes.append((free_pages + 1) * registry.scalar("PRAGMA page_size"))
+
+    installer = Installer(registry, APP_VERSION, on_step=stop_growth)
+    record = installer.install(many_files["v2"])
+    assert free_bytes, f"the install never reached the step '{RECORDING_STEP}'"
+    assert listed_bytes > free_bytes[0], "the commit would fit in the file as it is"
     assert record.status == "FAILED"
-    assert record.error is not None and record.error.startswith("The disk is full")
+    assert record.error is not None
+    assert record.error.startswith("The disk is full"), record.error
+    assert "nothing was changed" in record.error
     assert snapshot(registry) == before
     assert_clean(registry)
 
@@ -264,7 +291,7 @@ def test_disk_full_during_the_migration_backup(
     monkeypatch.setattr(runner, "_copy_and_verify", _wrap_copy(runner._copy_and_verify))
     monkeypatch.setattr(runner, "_read_only", read_only)
     with pytest.raises(MigrationError) as caught:
-        open_registry(v1_paths)
+        open_data_folder(v1_paths)
     message = str(caught.value)
     assert message.startswith("The disk is full") and "nothing was changed" in message
     assert v1_paths.database.read_bytes() == before
@@ -287,7 +314,7 @@ def test_leftovers_of_a_backup_killed_midway_are_removed(v1_paths: DataPaths) ->
     v1_paths.backups.mkdir()
     stale = v1_paths.backups / "registry-v1-20200101T000000000000Z.partial"
     stale.write_bytes(b"half a copy")
-    open_registry(v1_paths).registry.close()
+    open_data_folder(v1_paths).close()
     assert [p.suffix for p in v1_paths.backups.iterdir()] == [".db"]
 
 
@@ -299,16 +326,14 @@ def test_staging_left_by_a_process_killed_after_its_commit_is_removed(
     (registry.paths.staging / f"op-{record.install_id}").mkdir()
     paths = registry.paths
     registry.close()
-    reopened = open_registry(paths)
+    reopened = open_data_folder(paths)
     try:
-        assert_clean(reopened.registry)
+        assert_clean(reopened)
     finally:
-        reopened.registry.close()
+        reopened.close()
 
 
 # -- 2. read-only files and folders, awkward names -----------------------------------------------
-
-NOBODY = 65534
 
 
 @pytest.fixture
@@ -334,29 +359,205 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str)
         assert word in lines[0]
 
 
-def restricted_user() -> int | None:
-    """Who to run as so that permission bits are enforced: root ignores them."""
+NOBODY = 65534
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+# The command line never imports Qt (the window's code is loaded only for a window), so the
+# copy the unprivileged user runs goes without it.
+GUI_DISTRIBUTIONS = ("pyside6", "shiboken6")
+# Parts of the standard library the app never imports, left out of that copy.
+UNUSED_STDLIB = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+}
+UNPRIVILEGED_PROBE = """
+import os, sys
+import main  # the entry point, and what every launch imports
+print(os.geteuid(), sys.executable, sys.version, sep="\\n")
+"""
+
+
+@dataclass(frozen=True)
+class UnprivilegedApp:
+    """How to run the command line as a user that file permissions apply to."""
+
+    user: int | None
+    python: tuple[str, ...] = (sys.executable,)
+    app: Path = REPO_ROOT
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            data, *args, env=self.env, as_user=self.user, python=self.python, app=self.app
+        )
+
+
+@pytest.fixture(scope="module")
+def unprivileged() -> Iterator[UnprivilegedApp]:
+    """Root ignores permission bits, so as root the app runs as ``nobody``: from copies of the
+    app, its dependencies and this Python in a new folder anyone can read, because the
+    checkout, its virtualenv and the interpreter the virtualenv links to may all sit in folders
+    only root can enter (a CI clone in ``mktemp -d``, pyenv under ``/root``)."""
     if os.geteuid() != 0:
-        return None
+        yield UnprivilegedApp(user=None)  # permission bits already apply to this user
+        return
     if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: permission bits cannot be enforced")
-    probe = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "true"],
-        check=False,
-        capture_output=True,
+        pytest.skip(
+            "running as root without setpriv (util-linux): root ignores permission bits and "
+            "there is no other user to run the app as"
+        )
+    switched = subprocess.run([*AS_NOBODY, "true"], capture_output=True, text=True, check=False)
+    if switched.returncode != 0:
+        pytest.skip(f"setpriv cannot switch to uid {NOBODY} here: {switched.stderr.strip()}")
+    root = Path(tempfile.mkdtemp(prefix="extension-manager-unprivileged-"))
+    try:
+        root.chmod(0o755)
+        if subprocess.run([*AS_NOBODY, "test", "-x", str(root)], check=False).returncode != 0:
+            pytest.skip(
+                f"uid {NOBODY} cannot enter {root.parent}, where temporary folders are made: "
+                "set TMPDIR to a folder others can enter"
+            )
+        yield copy_for_unprivileged_user(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def copy_for_unprivileged_user(root: Path) -> UnprivilegedApp:
+    prefix = root / "python"
+    python = copy_interpreter(prefix)
+    app = root / "app"
+    copy_app_source(app)
+    dependencies = root / "dependencies"
+    for distribution in runtime_distributions():
+        copy_distribution(distribution, dependencies)
+    # Readable by anyone whatever the modes of the originals (a checkout made with umask 077).
+    for dirpath, _dirs, files in os.walk(root):
+        Path(dirpath).chmod(0o755)
+        for name in files:
+            path = Path(dirpath) / name
+            path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+    library_path = [str(prefix / "lib"), *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
+    runner = UnprivilegedApp(
+        user=NOBODY,
+        python=(str(python),),
+        app=app,
+        env={
+            "PYTHONHOME": str(prefix),
+            "PYTHONPATH": os.pathsep.join([str(app), str(dependencies)]),
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            # Ahead of the copied executable's own run path, which points at the original.
+            "LD_LIBRARY_PATH": os.pathsep.join(library_path),
+        },
     )
-    if probe.returncode != 0:
-        pytest.skip("setpriv cannot switch to an unprivileged user here")
-    return NOBODY
+    probe = subprocess.run(
+        [*AS_NOBODY, *runner.python, "-c", UNPRIVILEGED_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **runner.env},
+        check=False,
+        cwd=str(app),
+    )
+    assert probe.returncode == 0, f"the copied app does not start as uid {NOBODY}: {probe.stderr}"
+    assert probe.stdout.splitlines() == [str(NOBODY), str(python), sys.version], probe.stdout
+    return runner
+
+
+def copy_interpreter(prefix: Path) -> Path:
+    """This Python (executable, shared library, standard library) copied into ``prefix``, in
+    the layout it has under its own prefix; returns the copied executable."""
+    base = Path(sys.base_prefix)
+    executable = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    copied = prefix / executable.relative_to(base)
+    copied.parent.mkdir(parents=True)
+    shutil.copy2(executable, copied)
+    # Where the base installation keeps it (in a virtualenv, "platstdlib" is the venv's own).
+    where = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    for kind in ("stdlib", "platstdlib"):
+        stdlib = Path(sysconfig.get_path(kind, vars=where))
+        target = prefix / stdlib.relative_to(base)
+        if not target.exists():
+            shutil.copytree(stdlib, target, ignore=unused_stdlib(stdlib))
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        library = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("INSTSONAME")
+        if library.is_file():
+            (prefix / "lib").mkdir(exist_ok=True)
+            shutil.copy2(library, prefix / "lib" / library.name)
+    return copied
+
+
+def unused_stdlib(stdlib: Path) -> Callable[[str, list[str]], list[str]]:
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        if Path(folder) != stdlib:
+            return []
+        return [name for name in names if name in UNUSED_STDLIB or name.startswith("config-")]
+
+    return ignore
+
+
+def copy_app_source(target: Path) -> None:
+    """What the wheel ships (``pyproject.toml``'s modules and packages), and that file."""
+    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    target.mkdir()
+    shutil.copy2(REPO_ROOT / "pyproject.toml", target)
+    for module in setuptools.get("py-modules", []):
+        shutil.copy2(REPO_ROOT / f"{module}.py", target)
+    for package in setuptools.get("packages", []):
+        top = package.split(".")[0]
+        if not (target / top).exists():
+            shutil.copytree(
+                REPO_ROOT / top, target / top, ignore=shutil.ignore_patterns("__pycache__")
+            )
+
+
+def runtime_distributions() -> list[metadata.Distribution]:
+    """The installed distributions the command line needs: the project's dependencies, theirs,
+    and so on, without the GUI toolkit."""
+    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    # Each requirement with the extras of the one that asked for it, which its marker may name.
+    wanted: list[tuple[Requirement, tuple[str, ...]]] = [
+        (Requirement(t), ("",)) for t in dependencies
+    ]
+    found: dict[str, metadata.Distribution] = {}
+    while wanted:
+        requirement, extras = wanted.pop()
+        name = canonicalize_name(requirement.name)
+        marker = requirement.marker
+        applies = marker is None or any(marker.evaluate({"extra": e}) for e in extras)
+        if not applies or name in found or name.startswith(GUI_DISTRIBUTIONS):
+            continue
+        found[name] = distribution = metadata.distribution(requirement.name)
+        asked = ("", *requirement.extras)
+        wanted.extend((Requirement(text), asked) for text in distribution.requires or [])
+    return list(found.values())
+
+
+def copy_distribution(distribution: metadata.Distribution, target: Path) -> None:
+    files = distribution.files
+    assert files is not None, f"{distribution.metadata['Name']} has no list of its files"
+    for file in files:
+        source = Path(str(distribution.locate_file(file)))
+        # Entries outside the folder it was installed in are scripts, not importable code.
+        if ".." in file.parts or not source.is_file():
+            continue
+        copied = target / file
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copied)
 
 
 def installed_data_dir(shared: Path, examples: dict[str, Path], user: int | None) -> Path:
     data = shared / "data"
-    opened = open_registry(DataPaths(data))
-    assert Installer(opened.registry, APP_VERSION).install(examples["hello-world"]).status == (
-        "COMPLETED"
-    )
-    opened.registry.close()
+    registry = open_data_folder(DataPaths(data))
+    assert Installer(registry, APP_VERSION).install(examples["hello-world"]).status == ("COMPLETED")
+    registry.close()
     shutil.copy(examples["word-count"], shared / "word-count.zip")
     if user is not None:
         for dirpath, dirnames, filenames in os.walk(shared):
@@ -366,45 +567,42 @@ def installed_data_dir(shared: Path, examples: dict[str, Path], user: int | None
 
 
 def test_read_only_database_file_is_refused_clearly(
-    shared_dir: Path, examples: dict[str, Path]
+    shared_dir: Path, examples: dict[str, Path], unprivileged: UnprivilegedApp
 ) -> None:
-    user = restricted_user()
-    data = installed_data_dir(shared_dir, examples, user)
+    data = installed_data_dir(shared_dir, examples, unprivileged.user)
     (data / "registry.db").chmod(0o444)
 
-    listed = run_cli(data, "list", as_user=user)
+    listed = unprivileged.cli(data, "list")
     assert listed.returncode == 0, listed.stderr
     assert "example.hello-world" in listed.stdout
 
-    refused = run_cli(data, "install", "--yes", str(shared_dir / "word-count.zip"), as_user=user)
+    refused = unprivileged.cli(data, "install", "--yes", str(shared_dir / "word-count.zip"))
     assert_one_line_error(refused, "read-only")
     assert not (data / "extensions" / "example.word-count").exists()
 
 
 def test_read_only_data_folder_is_refused_clearly(
-    shared_dir: Path, examples: dict[str, Path]
+    shared_dir: Path, examples: dict[str, Path], unprivileged: UnprivilegedApp
 ) -> None:
-    user = restricted_user()
-    data = installed_data_dir(shared_dir, examples, user)
+    data = installed_data_dir(shared_dir, examples, unprivileged.user)
     for folder in (data, data / "extensions"):
         folder.chmod(0o555)
 
-    result = run_cli(data, "install", "--yes", str(shared_dir / "word-count.zip"), as_user=user)
+    result = unprivileged.cli(data, "install", "--yes", str(shared_dir / "word-count.zip"))
     assert_one_line_error(result)
     assert any(word in result.stderr for word in ("read-only", "permission", "cannot be written"))
     assert not (data / "extensions" / "example.word-count").exists()
 
 
 def test_data_folder_that_does_not_exist_and_cannot_be_created(
-    shared_dir: Path, examples: dict[str, Path]
+    shared_dir: Path, unprivileged: UnprivilegedApp
 ) -> None:
-    user = restricted_user()
     locked = shared_dir / "locked"
-    locked.mkdir(mode=0o555)
-    if user is None:
-        locked.chmod(0o555)
-    result = run_cli(locked / "data", "list", as_user=user)
+    locked.mkdir()
+    locked.chmod(0o555)
+    result = unprivileged.cli(locked / "data", "list")
     assert_one_line_error(result, "cannot be written")
+    assert not (locked / "data").exists()
 
 
 def test_data_folder_with_spaces_and_non_ascii_characters(
@@ -412,8 +610,7 @@ def test_data_folder_with_spaces_and_non_ascii_characters(
 ) -> None:
     data = tmp_path / "Données d'extension ✓" / "data dir"
     paths = DataPaths(data)
-    opened = open_registry(paths)
-    registry = opened.registry
+    registry = open_data_folder(paths)
     try:
         installer = Installer(registry, APP_VERSION)
         assert installer.install(examples["hello-world"]).status == "COMPLETED"
@@ -426,7 +623,7 @@ def test_data_folder_with_spaces_and_non_ascii_characters(
 
     installed = run_cli(data, "install", "--yes", "--json", str(examples["word-count"]))
     assert installed.returncode == 0, installed.stderr
-    assert run_cli(data, "uninstall", "example.hello-world").returncode == 0
+    assert run_cli(data, "uninstall", "--yes", "example.hello-world").returncode == 0
     doctor = run_cli(data, "doctor")
     assert doctor.returncode == 0 and "Healthy" in doctor.stdout, doctor.stdout
     status = run_cli(data, "status", "--json")
@@ -445,16 +642,16 @@ sys.path.insert(0, {root!r})
 from pathlib import Path
 from registry.installer import (Installer, InstallOptions,)
 from registry.paths import DataPaths
-from registry.startup import open_registry
+from registry.startup import open_data_folder
 
 operation = {operation!r}
 paths = DataPaths(Path({data!r}))
 if operation == "migrate":
     print("ready", flush=True)
-    open_registry(paths)
+    open_data_folder(paths)
 else:
-    opened = open_registry(paths)
-    installer = Installer(opened.registry, "0.1.0")
+    registry = open_data_folder(paths)
+    installer = Installer(registry, "0.1.0")
     print("ready", flush=True)
     if operation == "uninstall":
         record = installer.uninstall({extension_id!r})
@@ -530,13 +727,13 @@ def prepare(operation: str, data: Path, big: dict[str, Path]) -> tuple[Snapshot,
         for extension_id in ("example.hello-world", "example.word-count"):
             (paths.extensions / extension_id).mkdir(parents=True)
         return {}, {}
-    opened = open_registry(paths)
+    registry = open_data_folder(paths)
     try:
         if operation != "install":
-            assert Installer(opened.registry, APP_VERSION).install(big["v1"]).status == "COMPLETED"
-        old = snapshot(opened.registry)
+            assert Installer(registry, APP_VERSION).install(big["v1"]).status == "COMPLETED"
+        old = snapshot(registry)
     finally:
-        opened.registry.close()
+        registry.close()
     new = {
         "install": {BIG_ID: zip_snapshot(big["v2"])},
         "upgrade": {BIG_ID: zip_snapshot(big["v2"])},
@@ -551,8 +748,7 @@ def check_after_kill(operation: str, data: Path, old: Snapshot, new: Snapshot) -
         # Before the relaunch: exactly version 1 (rolled back) or exactly version 2.
         version = read_status(paths.database).version
         assert version in (1, 2)
-    opened = open_registry(paths)
-    registry = opened.registry
+    registry = open_data_folder(paths)
     try:
         assert_clean(registry)
         if operation == "migrate":
@@ -601,13 +797,13 @@ def test_kill_9_at_random_moments_leaves_the_old_or_the_new_state(
 
 @pytest.fixture
 def two_installed(paths: DataPaths, examples: dict[str, Path]) -> Snapshot:
-    opened = open_registry(paths)
-    installer = Installer(opened.registry, APP_VERSION)
+    registry = open_data_folder(paths)
+    installer = Installer(registry, APP_VERSION)
     for name in ("hello-world", "word-count"):
         assert installer.install(examples[name]).status == "COMPLETED"
-    opened.registry.set_config("example.hello-world", {"greeting": "Hi"})
-    state = snapshot(opened.registry)
-    opened.registry.close()
+    registry.set_config("example.hello-world", {"greeting": "Hi"})
+    state = snapshot(registry)
+    registry.close()
     return state
 
 
@@ -616,7 +812,7 @@ def test_deleted_registry_with_extensions_on_disk_is_not_silently_replaced(
 ) -> None:
     paths.database.unlink()
     with pytest.raises(RegistryNeedsRescueError) as caught:
-        open_registry(paths)
+        open_data_folder(paths)
     assert "is missing" in str(caught.value)
     assert "extension-manager rescue" in str(caught.value)
     assert not paths.database.exists()
@@ -633,8 +829,7 @@ def test_deleted_registry_with_extensions_on_disk_is_not_silently_replaced(
         f"Re-registered example.hello-world 1.0.0 from {paths.extensions / 'example.hello-world'}.",
         f"Re-registered example.word-count 1.2.0 from {paths.extensions / 'example.word-count'}.",
     ]
-    opened = open_registry(paths)
-    registry = opened.registry
+    registry = open_data_folder(paths)
     try:
         assert snapshot(registry) == two_installed
         operations = registry.list_operations()
@@ -653,7 +848,7 @@ def test_garbage_registry_is_moved_aside_never_deleted(
     garbage = b"this was overwritten by something else\n" * 50
     paths.database.write_bytes(garbage)
     with pytest.raises(RegistryNeedsRescueError, match="not a SQLite database") as caught:
-        open_registry(paths)
+        open_data_folder(paths)
     assert "extension-manager rescue" in str(caught.value)
     assert paths.database.read_bytes() == garbage
 
@@ -661,13 +856,13 @@ def test_garbage_registry_is_moved_aside_never_deleted(
     [kept] = paths.root.glob("registry.db.damaged-*")
     assert kept.read_bytes() == garbage
     assert result.moved_aside[0] == kept
-    opened = open_registry(paths)
+    registry = open_data_folder(paths)
     try:
-        assert snapshot(opened.registry) == two_installed
-        assert all("damaged" in (op.error or "") for op in opened.registry.list_operations())
-        assert_clean(opened.registry)
+        assert snapshot(registry) == two_installed
+        assert all("damaged" in (op.error or "") for op in registry.list_operations())
+        assert_clean(registry)
     finally:
-        opened.registry.close()
+        registry.close()
 
 
 def test_folder_without_a_valid_manifest_goes_to_orphans_during_rebuild(
@@ -681,17 +876,16 @@ def test_folder_without_a_valid_manifest_goes_to_orphans_during_rebuild(
     assert any("not-an-extension" in line and "orphans" in line for line in result.actions)
     [moved] = (paths.root / "orphans").iterdir()
     assert (moved / "notes.txt").read_text() == "mine"
-    opened = open_registry(paths)
+    registry = open_data_folder(paths)
     try:
-        assert snapshot(opened.registry) == two_installed
-        assert_clean(opened.registry)
+        assert snapshot(registry) == two_installed
+        assert_clean(registry)
     finally:
-        opened.registry.close()
+        registry.close()
 
 
 def test_restore_latest_verified_backup(v1_paths: DataPaths) -> None:
-    opened = open_registry(v1_paths)  # migrating takes a backup of version 1
-    opened.registry.close()
+    open_data_folder(v1_paths).close()  # migrating takes a backup of version 1
     [backup] = v1_paths.backups.glob("registry-v1-*.db")
     damaged = v1_paths.backups / "registry-v1-99999999T999999999999Z.db"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)  # newest, but fails verification
@@ -707,15 +901,15 @@ def test_restore_latest_verified_backup(v1_paths: DataPaths) -> None:
     # The fixture's extensions were never on disk: the restore says to run the doctor.
     assert any("doctor" in line for line in result.actions)
     assert len(list(v1_paths.root.glob("registry.db.damaged-*"))) == 1
-    opened = open_registry(v1_paths)
+    registry = open_data_folder(v1_paths)
     try:
-        assert opened.registry.schema_version() == 2
-        assert [e.id for e in opened.registry.list_extensions()] == [
+        assert registry.schema_version() == 2
+        assert [e.id for e in registry.list_extensions()] == [
             "example.hello-world",
             "example.word-count",
         ]
     finally:
-        opened.registry.close()
+        registry.close()
 
 
 def test_healthy_registry_is_never_rescued(paths: DataPaths, two_installed: Snapshot) -> None:
@@ -729,11 +923,11 @@ def test_healthy_registry_is_never_rescued(paths: DataPaths, two_installed: Snap
 
 
 def test_empty_data_folder_still_starts_a_new_registry(paths: DataPaths) -> None:
-    opened = open_registry(paths)
+    registry = open_data_folder(paths)
     try:
-        assert opened.registry.list_extensions() == []
+        assert registry.list_extensions() == []
     finally:
-        opened.registry.close()
+        registry.close()
 
 
 def test_rescue_on_the_command_line(tmp_path: Path, examples: dict[str, Path]) -> None:
@@ -818,8 +1012,8 @@ def test_window_offers_the_rescue_and_continues_launching(
         if controller.window is not None:
             controller.window.close()
             controller.window.deleteLater()
-        if controller.opened is not None:
-            controller.opened.registry.close()
+        if controller.registry is not None:
+            controller.registry.close()
 
 
 def test_smoke_test_with_a_garbage_registry_fails_in_one_line(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,8 @@ def application(qapp: QApplication) -> Iterator[QApplication]:
 
 @pytest.fixture
 def window(qtbot: QtBot, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> MainWindow:
-    def yes(parent: QWidget | None, plan: InstallPlan) -> bool:
-        return True
+    def yes(parent: QWidget | None, plan: InstallPlan, on_answer: Callable[[bool], None]) -> None:
+        on_answer(True)
 
     monkeypatch.setattr(ConfirmDialog, "ask", staticmethod(yes))
     main_window = MainWindow(registry)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,13 @@ from gui import desktop, messages
 from gui.app import LaunchController, ensure_application
 from gui.config_dialog import ConfigDialog
 from gui.confirm_dialog import ConfirmDialog
-from gui.install_panel import Operation, OperationRow
+from gui.install_panel import OperationRow
 from gui.main_window import MainWindow
-from registry.installer import InstallPlan
+from registry.installer import FileIdentity, Installer, InstallPlan
 from registry.paths import DataPaths
 from registry.store import Registry
+from registry.vocabulary import OperationKind
+from tests.conftest import REPO_ROOT
 
 HELLO = "example.hello-world"
 WORDS = "example.word-count"
@@ -49,12 +54,14 @@ class Seams:
         self.ask_answer = True
         self.on_confirm: list[object] = []
 
-    def confirm(self, parent: QWidget | None, plan: InstallPlan) -> bool:
+    def confirm(
+        self, parent: QWidget | None, plan: InstallPlan, on_answer: Callable[[bool], None]
+    ) -> None:
         self.plans.append(plan)
         for hook in self.on_confirm:
             assert callable(hook)
             hook(plan)
-        return self.answer
+        on_answer(self.answer)
 
 
 @pytest.fixture(autouse=True)
@@ -240,8 +247,8 @@ def test_command_line_files_are_installed_once_the_window_is_up(
     finally:
         window.close()
         window.deleteLater()
-        assert controller.opened is not None
-        controller.opened.registry.close()
+        assert controller.registry is not None
+        controller.registry.close()
 
 
 # -- confirmation ----------------------------------------------------------------------------
@@ -284,7 +291,16 @@ def test_confirm_dialog_words_and_button(zips: dict[str, Path], qtbot: QtBot) ->
 
     with zipfile.ZipFile(zips["word-count"]) as archive:
         manifest = parse_manifest(archive.read("manifest.json"))
-    plan = Plan(1, zips["word-count"], manifest, "DOWNGRADE", "2.0.0", 4, 2048)
+    plan = Plan(
+        1,
+        zips["word-count"],
+        FileIdentity.of(zips["word-count"]),
+        manifest,
+        OperationKind.DOWNGRADE,
+        "2.0.0",
+        4,
+        2048,
+    )
     dialog = ConfirmDialog(plan)
     qtbot.addWidget(dialog)
     assert dialog.accept_button.text() == "Downgrade"
@@ -319,29 +335,47 @@ def watch_bar(window: MainWindow, values: list[int]) -> None:
 
 
 def test_progress_is_monotonic_and_ends_at_the_registry_value(
-    qtbot: QtBot, window: MainWindow, registry: Registry, tmp_path: Path, seams: Seams
+    qtbot: QtBot, registry: Registry, tmp_path: Path, seams: Seams
 ) -> None:
+    # The install stops just before its swap until the row has shown that step's progress,
+    # so the bar is seen between 0 and 100 however fast this machine's disk is.
+    shown_before_swap = threading.Event()
+
+    def hold_before_swap(install_id: int, step: str) -> None:
+        if step == "Putting the new version in place":
+            assert shown_before_swap.wait(WAIT_MS / 1000)
+
+    window = MainWindow(registry, installer=Installer(registry, on_step=hold_before_swap))
+    qtbot.addWidget(window)
+    window.show()
     values: list[int] = []
     watch_bar(window, values)
-    operations: list[Operation] = []
 
     def wait_for_row(plan: InstallPlan) -> None:
-        # While the worker waits for the answer, the row must already show the registry's value.
+        # While the person decides, the row shows what the registry says: waiting, at 0 %.
         row = window.install_panel.row_for(plan.install_id)
         assert row is not None
-        qtbot.waitUntil(lambda: row.bar.value() >= 8, timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: row.step_label.text() == "Waiting for confirmation", timeout=WAIT_MS
+        )
+        assert row.bar.value() == 0
 
     seams.on_confirm.append(wait_for_row)
-    operations.append(window.install_panel.start_install(big_zip(tmp_path / "big.zip")))
-    wait_finished(qtbot, window, 1)
-    install_id = operations[0].install_id
-    assert install_id is not None
-    record = registry.get_operation(install_id)
+    operation = window.install_panel.start_install(big_zip(tmp_path / "big.zip"))
+    try:
+        qtbot.waitUntil(lambda: operation.row.bar.value() == 95, timeout=WAIT_MS)
+        shown_before_swap.set()
+        wait_finished(qtbot, window, 1)
+    finally:
+        shown_before_swap.set()
+        window.close()
+    assert operation.install_id is not None
+    record = registry.get_operation(operation.install_id)
     assert record.status == "COMPLETED"
     assert values == sorted(set(values)), values
-    assert len(values) >= 2
+    assert 95 in values
     assert values[-1] == 100 == record.progress
-    assert operations[0].row.bar.value() == record.progress
+    assert operation.row.bar.value() == record.progress
 
 
 def test_failure_stays_in_its_row_with_the_registry_error(
@@ -396,15 +430,16 @@ def test_window_close_cancels_a_waiting_install(
     main_window.show()
     reached: list[InstallPlan] = []
 
-    def never_answered(parent: QWidget | None, plan: InstallPlan) -> bool:
+    def never_answered(
+        parent: QWidget | None, plan: InstallPlan, on_answer: Callable[[bool], None]
+    ) -> None:
         reached.append(plan)
         main_window.close()  # the person closes the window instead of answering
-        return True
 
     monkeypatch.setattr(ConfirmDialog, "ask", staticmethod(never_answered))
     operation = main_window.install_panel.start_install(zips["hello-world"])
     qtbot.waitUntil(lambda: bool(reached), timeout=WAIT_MS)
-    assert not main_window.pool.busy or main_window.pool.wait(WAIT_MS)
+    assert main_window.pool.wait(WAIT_MS) and main_window.long_pool.wait(WAIT_MS)
     assert operation.install_id is not None
     assert registry.get_operation(operation.install_id).status == "FAILED"
     assert not installed(registry, HELLO)
@@ -537,7 +572,7 @@ def test_activity_lists_operations_newest_first(
     window.install_files([zips["word-count"]])
     wait_finished(qtbot, window, 3)
     window.activity_action.trigger()
-    assert window.tabs.currentWidget() is window.activity_view
+    assert window.tabs.currentWidget() is window.activity_page
     model = window.activity_view.activity_model
     qtbot.waitUntil(lambda: model.rowCount() == 3)
     ids = [model.record(row).install_id for row in range(model.rowCount())]
@@ -549,19 +584,43 @@ def test_activity_lists_operations_newest_first(
     assert model.data(model.index(0, 3)) == "Install 1.2.0"
 
 
+OTHER_PROCESS = """
+import sys
+from pathlib import Path
+from registry import open_registry
+from registry.vocabulary import OperationStatus
+
+with open_registry(Path(sys.argv[1])) as registry:
+    install_id = registry.create_operation("/somewhere/else/cli-install.zip")
+    registry.update_operation(install_id, current_step="Extracting files", progress=40)
+    print(install_id, flush=True)
+    sys.stdin.readline()
+    registry.finish_operation(install_id, OperationStatus.FAILED, "The CLI was told to stop.")
+"""
+
+
 def test_an_operation_from_another_process_appears(
     qtbot: QtBot, window: MainWindow, registry: Registry
 ) -> None:
-    # What the command line does first when it accepts a file: the panel did not start it.
-    install_id = registry.create_operation("/somewhere/else/cli-install.zip")
-    registry.update_operation(install_id, current_step="Extracting files", progress=40)
-    qtbot.waitUntil(lambda: window.install_panel.row_for(install_id) is not None, timeout=5000)
-    row = window.install_panel.row_for(install_id)
-    assert row is not None
-    qtbot.waitUntil(lambda: row.bar.value() == 40)
-    assert row.step_label.text() == "Extracting files"
-    assert not row.cancel_button.isVisibleTo(window)
-    registry.finish_operation(install_id, "FAILED", "The CLI was told to stop.")
+    # Another process records an operation through the registry, as the command line does.
+    with subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, str(registry.paths.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    ) as other:
+        assert other.stdin is not None and other.stdout is not None
+        install_id = int(other.stdout.readline())
+        qtbot.waitUntil(lambda: window.install_panel.row_for(install_id) is not None, timeout=5000)
+        row = window.install_panel.row_for(install_id)
+        assert row is not None
+        qtbot.waitUntil(lambda: row.bar.value() == 40)
+        assert row.step_label.text() == "Extracting files"
+        assert not row.cancel_button.isVisibleTo(window)
+        other.stdin.write("stop\n")
+        other.stdin.close()
+        assert other.wait(timeout=30) == 0
     qtbot.waitUntil(lambda: row.error_label.text() == "The CLI was told to stop.")
 
 

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import threading
 import zipfile
 from pathlib import Path
 
+import peewee
 import pytest
 
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files
 from registry.installer import (
+    EXTRACT_END,
+    EXTRACT_START,
+    STEP_PROGRESS,
     CancelToken,
     Installer,
     InstallOptions,
     InstallPlan,
 )
-from registry.models import ExtensionConfig
-from registry.store import (
-    Registry,
-)
+from registry.store import Registry
 
 APP_VERSION = "0.1.0"
 
@@ -102,26 +102,99 @@ def test_single_top_level_folder_is_stripped(
     assert sorted(installed_files(folder)) == ["lib/code.txt", "manifest.json"]
 
 
-def test_progress_is_monotonic_and_throttled(
-    registry: Registry, installer: Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    payload = {f"data/{n}.bin": bytes([n]) * 400_000 for n in range(40)}
-    archive = make_extension_zip(tmp_path / "big.zip", manifest(), payload)
-    writes: list[int] = []
-    original = registry.update_operation
+class SteppingClock:
+    """A clock that moves ``step`` seconds at every reading, and on each reading notes the
+    progress the registry shows at that moment (the throttle reads the clock once per chunk)."""
 
-    def counting(install_id: int, **fields: object) -> None:
-        if "progress" in fields:
-            writes.append(int(str(fields["progress"])))
-        original(install_id, **fields)
+    def __init__(self, registry: Registry, step: float) -> None:
+        self.registry = registry
+        self.step = step
+        self.now = 1000.0
+        self.install_id: int | None = None
+        self.seen: list[int] = []
 
-    monkeypatch.setattr(registry, "update_operation", counting)
-    record = installer.install(archive)
+    def __call__(self) -> float:
+        if self.install_id is not None:
+            self.seen.append(self.registry.get_operation(self.install_id).progress)
+        self.now += self.step
+        return self.now
+
+
+def install_with_clock(registry: Registry, archive: Path, step: float) -> SteppingClock:
+    clock = SteppingClock(registry, step)
+    installer = Installer(registry, APP_VERSION, clock=clock)
+    clock.install_id = installer.begin(archive)
+    record = installer.install(
+        archive, install_id=clock.install_id, options=InstallOptions(allow_reinstall=True)
+    )
     assert record.status == "COMPLETED", record.error
-    assert writes == sorted(writes)
-    assert writes[-1] <= 100 and record.progress == 100
-    # Step changes plus at most ~20 per second of extraction: far fewer than the 40 files/chunks.
-    assert len(writes) < 9 + 20 * 5
+    assert record.progress == 100
+    assert clock.seen == sorted(clock.seen)
+    return clock
+
+
+def test_progress_writes_are_throttled_by_the_clock(registry: Registry, tmp_path: Path) -> None:
+    # Small enough to be extracted on one thread, which reports after every chunk.
+    payload = {f"data/{n}.bin": bytes([n]) * 100_000 for n in range(40)}
+    archive = make_extension_zip(tmp_path / "many.zip", manifest(), payload)
+    step_values = {0, *STEP_PROGRESS.values()}
+    # Time stands still: within 1/20 s nothing but the step changes reaches the registry.
+    frozen = install_with_clock(registry, archive, step=0.0)
+    assert set(frozen.seen) <= step_values
+    # A second passes at every chunk: every chunk's progress is written.
+    flowing = install_with_clock(registry, archive, step=1.0)
+    between = {value for value in flowing.seen if EXTRACT_START < value < EXTRACT_END}
+    assert len(between) >= 10
+
+
+def test_planning_writes_nothing_and_waits_at_zero(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    archive = examples["word-count"]
+    install_id = installer.begin(archive)
+    plan = installer.plan(install_id, archive)
+    assert isinstance(plan, InstallPlan)
+    waiting = registry.get_operation(install_id)
+    assert (waiting.status, waiting.progress, waiting.current_step) == (
+        "INSTALLING",
+        0,
+        "Waiting for confirmation",
+    )
+    assert (waiting.extension_id, waiting.kind, waiting.to_version) == (
+        "example.word-count",
+        "INSTALL",
+        "1.2.0",
+    )
+    assert list(registry.paths.extensions.iterdir()) == []
+    assert list(registry.paths.staging.iterdir()) == []
+    record = installer.execute(plan)
+    assert record.status == "COMPLETED", record.error
+    assert_clean(registry)
+
+
+def test_a_file_changed_after_planning_is_not_installed(
+    registry: Registry, installer: Installer, tmp_path: Path
+) -> None:
+    archive = make_extension_zip(tmp_path / "sample.zip", manifest("1.0.0"), {"a.txt": b"a"})
+    plan = installer.plan(installer.begin(archive), archive)
+    assert isinstance(plan, InstallPlan)
+    make_extension_zip(archive, manifest("6.6.6"), {"a.txt": b"something else entirely"})
+    record = installer.execute(plan)
+    assert record.status == "FAILED"
+    assert record.error is not None and "changed after it was checked" in record.error
+    assert registry.list_extensions() == []
+    assert_clean(registry)
+
+
+def test_a_declined_plan_ends_cancelled(
+    registry: Registry, installer: Installer, examples: dict[str, Path]
+) -> None:
+    archive = examples["hello-world"]
+    plan = installer.plan(installer.begin(archive), archive)
+    assert isinstance(plan, InstallPlan)
+    record = installer.decline(plan.install_id)
+    assert (record.status, record.error) == ("FAILED", "Cancelled: nothing was changed.")
+    assert registry.list_extensions() == []
 
 
 def test_progress_seen_by_another_reader_never_goes_backwards(
@@ -194,7 +267,7 @@ def test_upgrade_keeps_user_settings_merges_defaults_and_drops_removed(
     config = registry.get_config("example.hello-world")
     assert config["greeting"] == "Howdy"
     assert "repeat" not in config and "punctuation" in config
-    stored = {row.key for row in ExtensionConfig.select()}
+    stored = {key for (key,) in registry.fetch_all("SELECT key FROM extension_configs")}
     assert stored == {"greeting"}
     assert_clean(registry)
 
@@ -273,9 +346,11 @@ def test_disk_full_during_commit_puts_the_old_version_back(
     before = installed_files(folder)
 
     def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+        # What SQLite raises when the commit's pages do not fit; tests/test_faults.py makes a
+        # real one with PRAGMA max_page_count. Here only the rollback of the swap is at stake.
+        raise peewee.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(installer, "_commit_install", disk_full)
+    monkeypatch.setattr(registry, "commit_install", disk_full)
     record = installer.install(examples["hello-world-1.1"])
     assert record.status == "FAILED"
     assert record.error is not None and record.error.startswith("The disk is full")
@@ -362,7 +437,7 @@ def test_uninstall_removes_files_row_and_settings_but_keeps_history(
     assert record.from_version == "1.0.0"
     assert registry.get_extension("example.hello-world") is None
     assert not (registry.paths.extensions / "example.hello-world").exists()
-    assert ExtensionConfig.select().count() == 0
+    assert registry.scalar("SELECT count(*) FROM extension_configs") == 0
     assert registry.get_operation(installed.install_id).status == "COMPLETED"
     assert_clean(registry)
 

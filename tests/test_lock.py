@@ -281,7 +281,8 @@ def test_a_held_lock_is_never_converted_behind_the_gates_back(v1_data: DataPaths
         with pytest.raises(RuntimeError, match="only an exclusive"):
             lock.downgrade()
         assert lock.mode == "shared"
-    assert lock.mode == "none"
+    with RegistryLock(v1_data.lock) as other:
+        assert other.try_exclusive(), "leaving the block did not release the lock"
 
 
 HOLDER_SCRIPT = """
@@ -290,7 +291,8 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from registry.lock import _gate, prepare_registry
 
-database, lock_path, backups, phase = Path({database!r}), Path({lock!r}), Path({backups!r}), {phase!r}
+database, lock_path, backups = Path({database!r}), Path({lock!r}), Path({backups!r})
+phase = {phase!r}
 if phase == "gate":
     with _gate(lock_path, timeout=10):
         print("holding", flush=True)

@@ -3,23 +3,31 @@ touch."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from migrations.lock import RegistryLock
+import migrations.runner as runner
 from migrations.runner import (
     APPLICATION_ID,
+    CHECKSUM_PREFIX,
+    LEGACY_CHECKSUMS,
+    MigrationReport,
     Step,
     backup_database,
     latest_version,
     load_steps,
-    prepare_registry,
+    normalise_statement,
     read_status,
+    statements_checksum,
 )
 from registry.errors import (
     MigrationError,
@@ -27,8 +35,9 @@ from registry.errors import (
     RegistryError,
     RegistryNotMigratedError,
 )
+from registry.lock import RegistryLock, prepare_registry
 from registry.paths import DataPaths
-from registry.startup import open_registry
+from registry.startup import open_data_folder
 from registry.store import (
     Registry,
 )
@@ -94,12 +103,13 @@ def test_fresh_database_has_the_three_tables_and_is_marked_ours(registry: Regist
 
 
 def test_relaunch_changes_nothing(paths: DataPaths) -> None:
-    open_registry(paths).registry.close()
+    open_data_folder(paths).close()
     before = query(paths.database, "SELECT * FROM schema_migrations")
-    opened = open_registry(paths)
-    opened.registry.close()
-    assert opened.migration.applied == ()
-    assert opened.migration.backup is None
+    opened = open_data_folder(paths)
+    opened.close()
+    assert opened.launch.migration is not None
+    assert opened.launch.migration.applied == ()
+    assert opened.launch.migration.backup is None
     assert query(paths.database, "SELECT * FROM schema_migrations") == before
     assert list(paths.backups.iterdir()) == []
 
@@ -110,11 +120,12 @@ def test_upgrade_from_version_1_keeps_data_and_foreign_key_children(v1_paths: Da
     installs_before = query(db, "SELECT install_id, extension_id, status FROM extension_installs")
     assert len(configs_before) == 4
 
-    opened = open_registry(v1_paths)
-    registry = opened.registry
+    registry = open_data_folder(v1_paths)
+    migration = registry.launch.migration
     try:
-        assert opened.migration.from_version == 1
-        assert opened.migration.to_version == LATEST
+        assert migration is not None
+        assert migration.from_version == 1
+        assert migration.to_version == LATEST
         # The extensions table was rebuilt; its children must all still be there.
         assert query(db, "SELECT * FROM extension_configs ORDER BY extension_id, key") == (
             configs_before
@@ -153,7 +164,7 @@ def test_upgrade_from_version_1_keeps_data_and_foreign_key_children(v1_paths: Da
 
 
 def test_newer_database_is_refused_byte_identical(paths: DataPaths) -> None:
-    open_registry(paths).registry.close()
+    open_data_folder(paths).close()
     connection = sqlite3.connect(paths.database)
     connection.execute(f"PRAGMA user_version = {LATEST + 5}")
     connection.commit()
@@ -162,7 +173,7 @@ def test_newer_database_is_refused_byte_identical(paths: DataPaths) -> None:
     before = paths.database.read_bytes()
 
     with pytest.raises(RegistryError, match="newer Extension Manager") as caught:
-        open_registry(paths)
+        open_data_folder(paths)
     assert "left untouched" in str(caught.value)
     assert paths.database.read_bytes() == before
     assert list(paths.backups.iterdir()) == []
@@ -191,7 +202,7 @@ def test_failing_step_leaves_old_version_with_data_and_keeps_backup(v1_paths: Da
     assert [v for v, *_ in query(db, "SELECT * FROM schema_migrations")] == [1]
     assert len(list(v1_paths.backups.glob("registry-v1-*.db"))) == 1
     # And the next, normal launch still upgrades it.
-    open_registry(v1_paths).registry.close()
+    open_data_folder(v1_paths).close()
     assert query(db, "PRAGMA user_version") == [(LATEST,)]
 
 
@@ -219,7 +230,7 @@ def test_corrupt_files_are_refused_untouched(
     paths.root.mkdir(parents=True)
     paths.database.write_bytes(content)
     with pytest.raises(RegistryError, match=expected):
-        open_registry(paths)
+        open_data_folder(paths)
     assert paths.database.read_bytes() == content
 
 
@@ -229,7 +240,7 @@ def test_damaged_pages_are_refused_untouched(v1_paths: DataPaths) -> None:
     data[page_size * 2 : page_size * 3] = b"\x07" * page_size  # scribble over a table page
     v1_paths.database.write_bytes(bytes(data))
     with pytest.raises(RegistryError, match="damaged|cannot be read"):
-        open_registry(v1_paths)
+        open_data_folder(v1_paths)
     assert v1_paths.database.read_bytes() == bytes(data)
 
 
@@ -242,7 +253,7 @@ def test_foreign_sqlite_file_is_refused_untouched(paths: DataPaths) -> None:
     connection.close()
     before = paths.database.read_bytes()
     with pytest.raises(RegistryError, match="another program"):
-        open_registry(paths)
+        open_data_folder(paths)
     assert paths.database.read_bytes() == before
 
 
@@ -252,7 +263,7 @@ def test_edited_applied_step_is_refused(v1_paths: DataPaths) -> None:
     connection.commit()
     connection.close()
     with pytest.raises(RegistryError, match="was changed after it was applied"):
-        open_registry(v1_paths)
+        open_data_folder(v1_paths)
     assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
 
 
@@ -278,9 +289,9 @@ def test_migration_refused_while_another_process_has_the_registry_open(
     with RegistryLock(v1_paths.lock) as other_window:
         assert other_window.try_shared()
         with pytest.raises(RegistryBusyError, match="another Extension Manager is using it"):
-            open_registry(v1_paths, wait_seconds=1)
+            open_data_folder(v1_paths, wait_seconds=1)
     assert query(v1_paths.database, "PRAGMA user_version") == [(1,)]
-    open_registry(v1_paths).registry.close()
+    open_data_folder(v1_paths).close()
     assert query(v1_paths.database, "PRAGMA user_version") == [(LATEST,)]
 
 
@@ -288,7 +299,7 @@ def test_launch_waits_for_a_running_migration(v1_paths: DataPaths) -> None:
     with RegistryLock(v1_paths.lock) as migrating:
         assert migrating.try_exclusive()
         with pytest.raises(RegistryBusyError, match="upgrading the registry"):
-            open_registry(v1_paths, wait_seconds=0.2)
+            open_data_folder(v1_paths, wait_seconds=0.2)
 
 
 def test_backups_keep_the_newest_five(v1_paths: DataPaths) -> None:
@@ -365,3 +376,272 @@ def test_checked_in_fixtures_cover_every_older_version() -> None:
         fixture = FIXTURES / f"registry-v{version}.db"
         assert fixture.exists(), f"add tests/fixtures/registry-v{version}.db"
         assert query(fixture, "PRAGMA user_version") == [(version,)]
+
+
+# --- A step's identity is its SQL, not its file ------------------------------------------------
+
+STEP_FILES = sorted((REPO_ROOT / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def prepare(paths: DataPaths, steps: tuple[Step, ...] | None = None) -> MigrationReport:
+    lock, report = prepare_registry(paths.database, paths.lock, paths.backups, steps=steps)
+    lock.release()
+    return report
+
+
+def recorded_checksums(db: Path) -> list[tuple[object, ...]]:
+    return query(db, "SELECT version, checksum FROM schema_migrations ORDER BY version")
+
+
+def stamp_legacy_checksums(db: Path) -> None:
+    """Make the history look as the first releases wrote it."""
+    connection = sqlite3.connect(db)
+    try:
+        for version, known in LEGACY_CHECKSUMS.items():
+            connection.execute(
+                "UPDATE schema_migrations SET checksum = ? WHERE version = ?",
+                (known.file_sha256, version),
+            )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def copy_of_steps(
+    tmp_path: Path, edit: Callable[[str], str] | None = None, name: str = "0001_initial_schema.py"
+) -> Path:
+    """The shipped step files in a folder of their own, ``name`` rewritten by ``edit``."""
+    folder = tmp_path / "steps"
+    folder.mkdir()
+    for source in STEP_FILES:
+        shutil.copyfile(source, folder / source.name)
+    if edit is not None:
+        target = folder / name
+        before = target.read_text()
+        after = edit(before)
+        assert after != before, "the edit changed nothing"
+        target.write_text(after)
+    return folder
+
+
+def reformat_and_redocument(source: str) -> str:
+    """A new docstring, and the statements laid out differently, with comments."""
+    docstring_end = source.index('"""', 3) + 3
+    statements, code = source[docstring_end:].split("\n\ndef apply", 1)
+    statements = statements.replace("        ", "\t\t").replace("    )", ")")
+    statements = statements.replace(
+        "CREATE TABLE extensions (", "CREATE   TABLE extensions (  -- what is installed"
+    )
+    statements = statements.replace(
+        '"CREATE INDEX extension_installs_status ON extension_installs (status)"',
+        '"""\n  CREATE INDEX extension_installs_status\n'
+        '  /* the activity view filters on it */ ON extension_installs (status)\n"""',
+    )
+    return (
+        '"""The first schema, explained in other words."""\n' + statements + "\n\ndef apply" + code
+    )
+
+
+def change_a_default(source: str) -> str:
+    return source.replace(
+        "description TEXT NOT NULL DEFAULT '',", "description TEXT NOT NULL DEFAULT 'none',", 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "normalised"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("\n\t  SELECT\r\n   1  \f", "SELECT 1"),
+        ("SELECT a -- the column\nFROM t /* the table */ WHERE b", "SELECT a FROM t WHERE b"),
+        ("SELECT 1 -- a last comment without a newline", "SELECT 1"),
+        ("SELECT 1 /* never closed", "SELECT 1"),
+        ("SELECT a/**/FROM t", "SELECT a FROM t"),
+        (
+            "SELECT '  spaced   text  ',  'it''s  --  kept'",
+            "SELECT '  spaced   text  ', 'it''s  --  kept'",
+        ),
+        (
+            'SELECT "odd  ""name"" /*x*/",  [a  b],  `c  d`',
+            'SELECT "odd  ""name"" /*x*/", [a  b], `c  d`',
+        ),
+        ("SELECT x'00  ff'", "SELECT x'00  ff'"),
+        ("SELECT 'never closed  --", "SELECT 'never closed  --"),
+        ("-- only a comment", ""),
+    ],
+)
+def test_statements_are_normalised_outside_quoted_text(statement: str, normalised: str) -> None:
+    assert normalise_statement(statement) == normalised
+
+
+def test_checksum_covers_every_statement_in_order_and_quoted_text() -> None:
+    original = statements_checksum(("CREATE TABLE a (x TEXT DEFAULT 'a b')", "DROP TABLE c"))
+    assert re.fullmatch(rf"{re.escape(CHECKSUM_PREFIX)}[0-9a-f]{{64}}", original)
+    relaid = ("\n  CREATE TABLE a (x  TEXT  DEFAULT 'a b')  -- why\n", "DROP\n TABLE c", "-- end")
+    assert statements_checksum(relaid) == original
+    for changed in [
+        ("CREATE TABLE a (x TEXT DEFAULT 'a  b')", "DROP TABLE c"),
+        ("DROP TABLE c", "CREATE TABLE a (x TEXT DEFAULT 'a b')"),
+        ("CREATE TABLE a (x TEXT DEFAULT 'a b') DROP TABLE c",),
+        ("CREATE TABLE a (x TEXT DEFAULT 'a b')",),
+    ]:
+        assert statements_checksum(changed) != original, changed
+
+
+def test_released_steps_keep_the_statements_they_shipped_with() -> None:
+    steps = load_steps()
+    for version, known in LEGACY_CHECKSUMS.items():
+        assert steps[version - 1].checksum == known.statements, (
+            f"migration {version:04d} was released: its statements must not change"
+        )
+
+
+def test_reformatted_and_redocumented_step_still_opens_the_registry(
+    paths: DataPaths, tmp_path: Path
+) -> None:
+    prepare(paths)
+    before = recorded_checksums(paths.database)
+    reformatted = load_steps(copy_of_steps(tmp_path, reformat_and_redocument))
+    assert [step.checksum for step in reformatted] == [step.checksum for step in load_steps()]
+    report = prepare(paths, reformatted)
+    assert report.applied == ()
+    assert report.to_version == LATEST
+    assert recorded_checksums(paths.database) == before
+
+
+def test_reformatted_step_still_upgrades_a_registry_with_a_legacy_checksum(
+    v1_paths: DataPaths, tmp_path: Path
+) -> None:
+    reformatted = load_steps(copy_of_steps(tmp_path, reformat_and_redocument))
+    report = prepare(v1_paths, reformatted)
+    assert (report.from_version, report.to_version, report.restamped) == (1, LATEST, (1,))
+
+
+def test_changed_statement_of_an_applied_step_is_refused(paths: DataPaths, tmp_path: Path) -> None:
+    prepare(paths)
+    history = recorded_checksums(paths.database)
+    contents = paths.database.read_bytes()
+    changed = load_steps(copy_of_steps(tmp_path, change_a_default))
+    with pytest.raises(RegistryError) as caught:
+        prepare(paths, changed)
+    message = str(caught.value)
+    assert (
+        f"Migration 0001 (initial schema) was changed after it was applied to {paths.database}"
+        in message
+    )
+    assert f"this app's {changed[0].checksum}" in message
+    assert "left untouched" in message and "add a new step instead" in message
+    assert paths.database.read_bytes() == contents
+    assert recorded_checksums(paths.database) == history
+    with RegistryLock(paths.lock) as after_refusal:
+        assert after_refusal.try_exclusive(), "the refused launch kept its lock"
+
+
+def test_legacy_checksum_does_not_cover_a_changed_statement(
+    v1_paths: DataPaths, tmp_path: Path
+) -> None:
+    contents = v1_paths.database.read_bytes()
+    changed = load_steps(copy_of_steps(tmp_path, change_a_default))
+    with pytest.raises(RegistryError, match="Migration 0001 .* was changed after it was applied"):
+        prepare(v1_paths, changed)
+    assert v1_paths.database.read_bytes() == contents
+
+
+def test_v1_fixture_legacy_checksum_is_accepted_then_restamped_by_the_upgrade(
+    v1_paths: DataPaths,
+) -> None:
+    db = v1_paths.database
+    assert recorded_checksums(db) == [(1, LEGACY_CHECKSUMS[1].file_sha256)]
+    contents = db.read_bytes()
+    status = read_status(db)
+    assert (status.version, status.legacy_checksums) == (1, (1,))
+    assert db.read_bytes() == contents, "the preflight wrote to the database"
+    configs = query(db, "SELECT * FROM extension_configs ORDER BY 1, 2")
+
+    report = prepare(v1_paths)
+    assert (report.from_version, report.to_version, report.restamped) == (1, LATEST, (1,))
+    assert recorded_checksums(db) == [(step.version, step.checksum) for step in load_steps()]
+    assert all(str(checksum).startswith(CHECKSUM_PREFIX) for _, checksum in recorded_checksums(db))
+    assert query(db, "SELECT * FROM extension_configs ORDER BY 1, 2") == configs
+    assert read_status(db).legacy_checksums == ()
+    assert prepare(v1_paths).restamped == ()
+
+
+def test_legacy_checksums_are_restamped_only_under_the_exclusive_lock(paths: DataPaths) -> None:
+    prepare(paths)
+    stamp_legacy_checksums(paths.database)
+    legacy = recorded_checksums(paths.database)
+    with RegistryLock(paths.lock) as other_window:
+        assert other_window.try_shared()
+        report = prepare(paths)  # opened shared beside the other window: accepted, not rewritten
+        assert report.restamped == ()
+        assert recorded_checksums(paths.database) == legacy
+    report = prepare(paths)
+    assert report.restamped == tuple(LEGACY_CHECKSUMS)
+    assert report.applied == () and report.backup is None
+    assert recorded_checksums(paths.database) == [
+        (step.version, step.checksum) for step in load_steps()
+    ]
+
+
+def test_legacy_checksums_are_those_of_the_shipped_step_files(tmp_path: Path) -> None:
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("needs the project's git history")
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
+        ).stdout
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for version, known in LEGACY_CHECKSUMS.items():
+        relative = STEP_FILES[version - 1].relative_to(REPO_ROOT).as_posix()
+        added = git("log", "--diff-filter=A", "--format=%H", "--", relative).split()
+        assert added, f"{relative} is not in the git history"
+        content = git("show", f"{added[-1].decode()}:{relative}")
+        assert hashlib.sha256(content.replace(b"\r\n", b"\n")).hexdigest() == known.file_sha256
+        (shipped / STEP_FILES[version - 1].name).write_bytes(content)
+    for step in load_steps(shipped):
+        assert step.checksum == LEGACY_CHECKSUMS[step.version].statements
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '    connection.execute("UPDATE extensions SET enabled = 1")\n',
+        '    connection.execute("SELECT count(*) FROM extensions").fetchone()\n',
+    ],
+    ids=["another-statement", "reads-a-result"],
+)
+def test_step_whose_apply_does_more_than_its_statements_is_refused(
+    tmp_path: Path, extra: str
+) -> None:
+    def add_work(source: str) -> str:
+        return source + (
+            "\n\ndef apply(connection: sqlite3.Connection) -> None:  # noqa: F811\n"
+            "    for statement in STATEMENTS:\n"
+            "        connection.execute(statement)\n" + extra
+        )
+
+    folder = copy_of_steps(tmp_path, add_work, name="0002_install_history.py")
+    with pytest.raises(RuntimeError, match="apply\\(\\) does more than execute STATEMENTS"):
+        load_steps(folder)
+
+
+def test_a_failed_restamp_does_not_keep_anyone_out(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepare(paths)
+    stamp_legacy_checksums(paths.database)
+    legacy = recorded_checksums(paths.database)
+
+    def disk_full(db_path: Path, steps: tuple[Step, ...]) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(runner, "restamp_checksums", disk_full)
+    report = prepare(paths)
+    assert report.restamped == ()
+    assert recorded_checksums(paths.database) == legacy
+    monkeypatch.undo()
+    assert prepare(paths).restamped == tuple(LEGACY_CHECKSUMS)

@@ -16,14 +16,16 @@ import registry.installer as installer_module
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files, repair
 from registry.installer import (
+    COMMITTED,
+    NEW_VERSION_MOVED_IN,
+    OLD_VERSION_MOVED_ASIDE,
     Installer,
 )
 from registry.paths import DataPaths
 from registry.recovery import INTERRUPTED, recover_interrupted
-from registry.startup import open_registry
-from registry.store import (
-    Registry,
-)
+from registry.startup import open_data_folder
+from registry.store import Registry
+from registry.vocabulary import OperationKind
 from tests.conftest import REPO_ROOT, run_cli
 
 APP_VERSION = "0.1.0"
@@ -48,38 +50,28 @@ KILL_SCRIPT = """
 import sys, threading
 sys.path.insert(0, {root!r})
 from pathlib import Path
-import registry.installer as installer_module
-from registry.paths import DataPaths
-from registry.startup import open_registry
+from registry import open_registry
+from registry.installer import Installer, InstallOptions
 
-def stop_here():
-    print("reached", flush=True)
-    threading.Event().wait()
+def stop_at(install_id, step):
+    if step == {step!r}:
+        print("reached", flush=True)
+        threading.Event().wait()
 
-point = {point!r}
-writer = installer_module._ProgressWriter
-if point == "extracting":
-    writer.extracted = lambda self, written, total: stop_here()
-else:
-    original_step = writer.step
-    def step(self, name, **fields):
-        original_step(self, name, **fields)
-        if name == "Recording in the registry":
-            stop_here()
-    writer.step = step
-
-opened = open_registry(DataPaths(Path({data!r})))
-installer = installer_module.Installer(opened.registry, "0.1.0")
+registry = open_registry(Path({data!r}))
+installer = Installer(registry, on_step=stop_at)
 if {archive!r}:
-    installer.install(Path({archive!r}), options=installer_module.InstallOptions(True, True))
+    installer.install(Path({archive!r}), options=InstallOptions(True, True))
 else:
     installer.uninstall("example.hello-world")
+print("finished without reaching the step", flush=True)
 """
 
 
-def kill_at(point: str, data: Path, archive: Path | None) -> None:
+def kill_at(step: str, data: Path, archive: Path | None) -> None:
+    """Run one operation in a new process and kill -9 it the moment it reaches ``step``."""
     script = KILL_SCRIPT.format(
-        root=str(REPO_ROOT), point=point, data=str(data), archive=str(archive or "")
+        root=str(REPO_ROOT), step=step, data=str(data), archive=str(archive or "")
     )
     with subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
@@ -91,41 +83,61 @@ def kill_at(point: str, data: Path, archive: Path | None) -> None:
     assert line == "reached"
 
 
+# Every window of the swap protocol, and what the next launch must find: before the registry
+# commit the old state exactly (the operation interrupted), after it the new state.
+KILL_WINDOWS = [
+    ("Extracting files", "hello-world-1.1", "rolled back"),
+    (OLD_VERSION_MOVED_ASIDE, "hello-world-1.1", "rolled back"),
+    (NEW_VERSION_MOVED_IN, "hello-world-1.1", "rolled back"),
+    ("Recording in the registry", "hello-world-1.1", "rolled back"),
+    (COMMITTED, "hello-world-1.1", "kept"),
+    (NEW_VERSION_MOVED_IN, "word-count", "rolled back"),
+    (COMMITTED, "word-count", "kept"),
+    (OLD_VERSION_MOVED_ASIDE, None, "rolled back"),
+    (COMMITTED, None, "kept"),
+]
+
+
 @pytest.mark.parametrize(
-    ("point", "archive_name"),
-    [
-        ("extracting", "hello-world-1.1"),
-        ("committing", "hello-world-1.1"),
-        ("committing", "word-count"),
-        ("committing", None),
-    ],
-    ids=["upgrade-mid-extraction", "upgrade-after-swap", "install-after-swap", "uninstall"],
+    ("step", "archive_name", "outcome"),
+    KILL_WINDOWS,
+    ids=[f"{name or 'uninstall'}-{step.replace(' ', '-')}" for step, name, _ in KILL_WINDOWS],
 )
 def test_kill_9_is_recovered_at_next_launch(
-    paths: DataPaths, examples: dict[str, Path], point: str, archive_name: str | None
+    paths: DataPaths,
+    examples: dict[str, Path],
+    step: str,
+    archive_name: str | None,
+    outcome: str,
 ) -> None:
-    opened = open_registry(paths)
-    assert Installer(opened.registry, APP_VERSION).install(examples["hello-world"]).status == (
-        "COMPLETED"
-    )
+    with open_data_folder(paths) as registry:
+        assert Installer(registry).install(examples["hello-world"]).status == "COMPLETED"
     hello = paths.extensions / "example.hello-world"
     files_before = installed_files(hello)
-    opened.registry.close()
 
-    kill_at(point, paths.root, examples[archive_name] if archive_name else None)
+    kill_at(step, paths.root, examples[archive_name] if archive_name else None)
 
-    reopened = open_registry(paths)
-    registry = reopened.registry
+    registry = open_data_folder(paths)
     try:
-        assert len(reopened.recovery.failed_operations) == 1
-        interrupted = registry.get_operation(reopened.recovery.failed_operations[0])
-        assert (interrupted.status, interrupted.error) == ("FAILED", INTERRUPTED)
-        # The old state, exactly: hello-world 1.0.0 registered and on disk, nothing else.
-        assert [(e.id, e.version) for e in registry.list_extensions()] == [
-            ("example.hello-world", "1.0.0")
-        ]
-        assert installed_files(hello) == files_before
-        assert sorted(p.name for p in paths.extensions.iterdir()) == ["example.hello-world"]
+        newest = registry.list_operations(limit=1)[0]
+        extensions = [(e.id, e.version) for e in registry.list_extensions()]
+        if outcome == "rolled back":
+            assert [op.install_id for op in registry.launch.interrupted] == [newest.install_id]
+            assert (newest.status, newest.error) == ("FAILED", INTERRUPTED)
+            assert registry.launch.messages()[-1].endswith("was interrupted and rolled back.")
+            # The old state, exactly: hello-world 1.0.0 registered and on disk, nothing else.
+            assert extensions == [("example.hello-world", "1.0.0")]
+            assert installed_files(hello) == files_before
+            assert sorted(p.name for p in paths.extensions.iterdir()) == ["example.hello-world"]
+        else:
+            assert registry.launch.interrupted == ()
+            assert newest.status == "COMPLETED"
+            expected = {
+                "hello-world-1.1": [("example.hello-world", "1.1.0")],
+                "word-count": [("example.hello-world", "1.0.0"), ("example.word-count", "1.2.0")],
+                None: [],
+            }[archive_name]
+            assert sorted(extensions) == expected
         assert list(paths.staging.iterdir()) == []
         assert list(paths.trash.iterdir()) == []
         assert diagnose(registry) == []
@@ -259,7 +271,7 @@ def test_a_stale_trash_is_never_restored_over_a_later_completed_change(
     shutil.copytree(registry.paths.extensions / "example.hello-world", stale)
     # A later operation on the same extension committed (recorded directly, as another
     # process's would be).
-    registry.record_completed_operation("example.hello-world", "REINSTALL", "test")
+    registry.record_completed_operation("example.hello-world", OperationKind.REINSTALL, "test")
 
     report = recover_interrupted(registry)
     assert report.restored_extensions == []
@@ -287,21 +299,16 @@ def test_a_cleanup_failure_after_the_commit_keeps_the_operation_completed(
 
 
 def test_repair_leaves_an_extension_that_a_running_install_is_changing_alone(
-    registry: Registry, examples: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    registry: Registry, examples: dict[str, Path]
 ) -> None:
-    installer = Installer(registry, APP_VERSION)
     swapped, go_on = threading.Event(), threading.Event()
-    original_step = installer_module._ProgressWriter.step
 
-    def pause_before_commit(
-        self: installer_module._ProgressWriter, name: str, **fields: object
-    ) -> None:
-        original_step(self, name, **fields)
-        if name == "Recording in the registry":
+    def pause_before_commit(install_id: int, step: str) -> None:
+        if step == "Recording in the registry":
             swapped.set()
             assert go_on.wait(timeout=60)
 
-    monkeypatch.setattr(installer_module._ProgressWriter, "step", pause_before_commit)
+    installer = Installer(registry, APP_VERSION, on_step=pause_before_commit)
     results = []
 
     def install() -> None:

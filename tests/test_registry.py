@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+from pathlib import Path
 
 import peewee
 import pytest
 
+from migrations.runner import latest_version
+from registry import open_registry
 from registry.errors import (
     ConfigError,
     OperationNotFoundError,
     RegistryError,
 )
-from registry.models import Extension, ExtensionConfig
-from registry.store import (
-    Registry,
-    utc_now,
-)
+from registry.store import Registry, utc_now
+from registry.vocabulary import OperationStatus
 
 
 def add_extension(
@@ -39,8 +40,12 @@ def add_extension(
         "updated_at": utc_now(),
     }
     values.update(overrides)
+    columns = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
     with registry.database.atomic():
-        Extension.insert(**values).execute()
+        registry.database.execute_sql(
+            f"INSERT INTO extensions ({columns}) VALUES ({marks})", tuple(values.values())
+        )
 
 
 def test_operation_exists_before_its_extension_is_known(registry: Registry) -> None:
@@ -57,7 +62,7 @@ def test_progress_never_goes_backwards(registry: Registry) -> None:
     registry.update_operation(install_id, progress=40)
     registry.update_operation(install_id, progress=30)
     assert registry.get_operation(install_id).progress == 40
-    registry.finish_operation(install_id, "COMPLETED")
+    registry.finish_operation(install_id, OperationStatus.COMPLETED)
     done = registry.get_operation(install_id)
     assert (done.status, done.progress, done.ended_at is not None) == ("COMPLETED", 100, True)
 
@@ -90,7 +95,9 @@ def test_foreign_keys_are_enforced_on_every_connection(registry: Registry) -> No
     def insert_orphan() -> None:
         try:
             with registry.database.atomic():
-                ExtensionConfig.insert(extension_id="nobody", key="k", value="1").execute()
+                registry.database.execute_sql(
+                    "INSERT INTO extension_configs VALUES ('nobody', 'k', '1')"
+                )
         except peewee.IntegrityError as error:
             errors.append(error)
         finally:
@@ -106,14 +113,14 @@ def test_foreign_keys_are_enforced_on_every_connection(registry: Registry) -> No
 def test_history_outlives_the_extension(registry: Registry) -> None:
     add_extension(registry)
     install_id = registry.create_operation("hello.zip", extension_id="example.hello")
-    registry.finish_operation(install_id, "COMPLETED")
+    registry.finish_operation(install_id, OperationStatus.COMPLETED)
     registry.set_config("example.hello", {"greeting": "hello"})
     with registry.database.atomic():
-        Extension.get_by_id("example.hello").delete_instance()
+        registry.database.execute_sql("DELETE FROM extensions WHERE id = 'example.hello'")
     assert registry.get_extension("example.hello") is None
     assert registry.get_operation(install_id).extension_id == "example.hello"
     # The settings went with the extension (ON DELETE CASCADE).
-    assert ExtensionConfig.select().count() == 0
+    assert registry.scalar("SELECT count(*) FROM extension_configs") == 0
 
 
 def test_config_defaults_stored_values_and_type_checks(registry: Registry) -> None:
@@ -165,7 +172,7 @@ def test_worker_writes_while_the_main_thread_reads(registry: Registry) -> None:
         try:
             for progress in range(101):
                 registry.update_operation(install_id, progress=progress, current_step="Extracting")
-            registry.finish_operation(install_id, "COMPLETED")
+            registry.finish_operation(install_id, OperationStatus.COMPLETED)
             with pytest.raises(peewee.IntegrityError):
                 registry.database.execute_sql(
                     "UPDATE extension_installs SET progress = 500 WHERE install_id = ?",
@@ -200,12 +207,15 @@ def test_saving_a_form_stores_only_what_differs_from_the_defaults(registry: Regi
     registry.save_config(
         "example.hello", {"greeting": "hi", "count": 9, "ratio": 0.5, "loud": False}
     )
-    stored = {row.key: json.loads(row.value) for row in ExtensionConfig.select()}
+    stored = {
+        key: json.loads(value)
+        for key, value in registry.fetch_all("SELECT key, value FROM extension_configs")
+    }
     assert stored == {"count": 9}
     assert registry.get_config("example.hello")["count"] == 9
     with pytest.raises(ConfigError):
         registry.save_config("example.hello", {"count": "many"})
-    assert {row.key for row in ExtensionConfig.select()} == {"count"}
+    assert registry.fetch_all("SELECT key FROM extension_configs") == [("count",)]
 
 
 def test_history_pages_by_operation_id(registry: Registry) -> None:
@@ -213,3 +223,62 @@ def test_history_pages_by_operation_id(registry: Registry) -> None:
     first = registry.list_operations(limit=3)
     second = registry.list_operations(limit=3, before_id=first[-1].install_id)
     assert [r.install_id for r in first + second] == ids[::-1][:6]
+
+
+def test_two_registries_in_one_process_keep_their_own_files(tmp_path: Path) -> None:
+    """Each registry writes only its own file, from any thread, whichever was opened last."""
+    first = open_registry(tmp_path / "first")
+    second = open_registry(tmp_path / "second")
+    per_thread = 25
+    failures: list[BaseException] = []
+
+    def write(registry: Registry, label: str) -> None:
+        try:
+            for number in range(per_thread):
+                install_id = registry.create_operation(f"{label}-{number}.zip")
+                with registry.database.atomic():
+                    registry.update_operation(install_id, current_step=label)
+                registry.finish_operation(install_id, OperationStatus.COMPLETED)
+        except BaseException as error:
+            failures.append(error)
+        finally:
+            registry.close_thread_connection()
+
+    try:
+        threads = [
+            threading.Thread(target=write, args=(registry, label))
+            for registry, label in ((first, "first"), (second, "second")) * 3
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        for registry, label in ((first, "first"), (second, "second")):
+            operations = registry.list_operations()
+            assert len(operations) == 3 * per_thread
+            assert {Path(op.archive_path).name.split("-")[0] for op in operations} == {label}
+            assert {op.status for op in operations} == {"COMPLETED"}
+        # Read back through plain SQLite, bypassing the objects: the files themselves.
+        for name, label in (("first", "first"), ("second", "second")):
+            with sqlite3.connect(tmp_path / name / "registry.db") as connection:
+                steps = connection.execute("SELECT DISTINCT current_step FROM extension_installs")
+                assert [row[0] for row in steps] == ["Done"]
+                files = connection.execute("SELECT archive_path FROM extension_installs")
+                assert all(Path(row[0]).name.startswith(label) for row in files)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_open_registry_is_the_way_in_for_a_host_application(tmp_path: Path) -> None:
+    with open_registry(tmp_path / "data") as registry:
+        assert registry.list_extensions() == []
+        assert registry.list_operations() == []
+        assert registry.schema_version() == latest_version()
+        with pytest.raises(RegistryError, match="not installed"):
+            registry.set_enabled("example.missing", False)
+        assert registry.get_extension("example.missing") is None
+    # Closed: no connection left open, and the data folder's lock released.
+    assert registry.open_connections == 0
+    assert registry.lock is not None and registry.lock.mode == "none"

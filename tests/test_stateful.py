@@ -28,6 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from registry import open_registry
 from registry.doctor import diagnose, installed_files
 from registry.errors import (
     ConfigError,
@@ -40,8 +41,6 @@ from registry.installer import (
     InstallPlan,
 )
 from registry.manifest import SemVer
-from registry.paths import DataPaths
-from registry.startup import open_registry
 from registry.store import (
     ConfigValue,
     OperationRecord,
@@ -145,14 +144,12 @@ class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="machine-", dir=self.scratch))
-        self.opened = open_registry(DataPaths(self.root / "data"))
-        self.registry: Registry = self.opened.registry
+        self.registry: Registry = open_registry(self.root / "data")
         self.installer = Installer(self.registry, APP_VERSION)
         self.model: dict[str, ModelExtension] = {}
         self.operations = 0
 
     def teardown(self) -> None:
-        # Models bind to one process-global database: the next example's registry needs it.
         self.registry.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -229,7 +226,7 @@ class RegistryMachine(RuleBasedStateMachine):
             self._apply_install(extension_id, version)
         else:
             self._assert_unchanged_failure(record)
-            flag = "--reinstall" if kind == "REINSTALL" else "--downgrade"
+            flag = "--reinstall" if kind == "REINSTALL" else "--allow-downgrade"
             assert record.error is not None and flag in record.error
 
     @rule(extension_id=st.sampled_from(IDS), version=st.sampled_from(VERSIONS))
