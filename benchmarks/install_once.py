@@ -26,12 +26,11 @@ def main() -> int:
             source.extractall(target)
         print(time.perf_counter() - started)
         return 0
+    from registry import open_registry
     from registry.installer import Installer
-    from registry.paths import DataPaths
-    from registry.startup import open_registry
 
-    registry = open_registry(DataPaths(target)).registry
-    installer = Installer(registry, "0.1.0")
+    registry = open_registry(target)
+    installer = Installer(registry)
     started = time.perf_counter()
     record = installer.install(archive)
     elapsed = time.perf_counter() - started

@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from registry.paths import DataPaths  # noqa: E402
-from registry.startup import open_registry  # noqa: E402
+from registry.startup import open_data_folder  # noqa: E402
 
 PYTHON = sys.executable
 MAIN = str(REPO_ROOT / "main.py")
@@ -224,7 +224,7 @@ def populate(db_path: Path, extensions: int, operations: int) -> None:
 def bench_window_scale(work: Path, runs: int) -> Result:
     empty, full = DataPaths(work / "scale-empty"), DataPaths(work / "scale-full")
     for paths in (empty, full):
-        open_registry(paths).registry.close()
+        open_data_folder(paths).close()
     populate(full.database, 10_000, 100_000)
 
     def launch(paths: DataPaths) -> Callable[[int], float]:
@@ -260,7 +260,7 @@ def bench_migration(work: Path, runs: int) -> Result:
         paths.root.mkdir()
         shutil.copyfile(source, paths.database)
         started = time.perf_counter()
-        open_registry(paths).registry.close()
+        open_data_folder(paths).close()
         return time.perf_counter() - started
 
     def copy(run: int) -> float:

@@ -61,9 +61,9 @@ from registry.startup import open_data_folder
 from registry.store import (
     Registry,
 )
+from registry.version import APP_VERSION
 from tests.conftest import FIXTURES, REPO_ROOT, run_cli
 
-APP_VERSION = "0.1.0"
 BIG_ID = "test.big"
 Snapshot = dict[str, tuple[str, dict[str, int]]]
 

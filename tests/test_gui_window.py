@@ -26,6 +26,7 @@ from gui.main_window import MainWindow
 from registry.installer import FileIdentity, Installer, InstallPlan
 from registry.paths import DataPaths
 from registry.store import Registry
+from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind
 from tests.conftest import REPO_ROOT
 
@@ -651,7 +652,7 @@ def test_about_names_every_version(window: MainWindow, seams: Seams) -> None:
     window.show_about()
     (title, text), *_ = seams.infos
     assert title == "About Extension Manager"
-    for version in ("0.1.0", PySide6.__version__, qVersion(), sqlite3.sqlite_version):
+    for version in (APP_VERSION, PySide6.__version__, qVersion(), sqlite3.sqlite_version):
         assert version in text
 
 

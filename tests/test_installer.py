@@ -23,8 +23,7 @@ from registry.installer import (
     InstallPlan,
 )
 from registry.store import Registry
-
-APP_VERSION = "0.1.0"
+from registry.version import APP_VERSION
 
 
 @pytest.fixture(scope="module")

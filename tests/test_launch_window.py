@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,8 @@ from registry.errors import (
     MigrationError,
 )
 from registry.paths import DataPaths
-from registry.startup import OpenedRegistry, open_registry
+from registry.startup import open_data_folder
+from registry.store import Registry
 from tests.conftest import run_cli
 
 
@@ -30,18 +32,18 @@ def close_controller(controller: LaunchController) -> None:
     if controller.window is not None:
         controller.window.close()
         controller.window.deleteLater()
-    if controller.opened is not None:
-        controller.opened.registry.close()
+    if controller.registry is not None:
+        controller.registry.close()
 
 
 def test_no_view_exists_before_migrations_finish(qtbot: QtBot, paths: DataPaths) -> None:
     entered = threading.Event()
     release = threading.Event()
 
-    def blocked_open(data: DataPaths) -> OpenedRegistry:
+    def blocked_open(data: DataPaths) -> Registry:
         entered.set()
         assert release.wait(timeout=60)
-        return open_registry(data)
+        return open_data_folder(data)
 
     controller = LaunchController(paths, opener=blocked_open)
     controller.start()
@@ -87,7 +89,7 @@ def test_migration_failure_shows_a_dialog_and_builds_no_view(
         messages, "show_error", lambda parent, title, text, details="": shown.append((title, text))
     )
 
-    def failing_open(data: DataPaths) -> OpenedRegistry:
+    def failing_open(data: DataPaths) -> Registry:
         raise MigrationError("Upgrading the registry to version 2 failed: disk I/O error.")
 
     monkeypatch.setattr(QApplication, "exit", staticmethod(lambda code=0: None))
@@ -110,7 +112,13 @@ def test_window_size_and_splitter_are_remembered(qtbot: QtBot, paths: DataPaths)
     with qtbot.waitSignal(first.window_shown, timeout=30_000):
         first.start()
     assert first.window is not None
-    first.window.resize(777, 555)
+    first.window.resize(780, 500)
+    first.window.move(11, 37)
+    first.window.splitter.setSizes([300, 464])
+    qtbot.waitUntil(lambda: first.window is not None and first.window.pos().x() == 11)
+    sizes = first.window.splitter.sizes()
+    position = first.window.pos()
+    assert sizes != [0, 0]
     close_controller(first)
 
     second = LaunchController(paths)
@@ -118,9 +126,37 @@ def test_window_size_and_splitter_are_remembered(qtbot: QtBot, paths: DataPaths)
         second.start()
     try:
         assert second.window is not None
-        assert (second.window.width(), second.window.height()) == (777, 555)
+        assert (second.window.width(), second.window.height()) == (780, 500)
+        assert second.window.pos() == position
+        assert second.window.splitter.sizes() == sizes
     finally:
         close_controller(second)
+
+
+def test_the_window_says_what_opening_the_registry_did(qtbot: QtBot, v1_paths: DataPaths) -> None:
+    # A v1 registry (upgraded at this launch) with an install left behind by a dead process.
+    with sqlite3.connect(v1_paths.database) as connection:
+        connection.execute(
+            "INSERT INTO extension_installs (extension_id, archive_path, status, started_at)"
+            " VALUES ('example.gone', '/downloads/gone.zip', 'INSTALLING', '2026-01-01')"
+        )
+    connection.close()
+    controller = LaunchController(v1_paths)
+    with qtbot.waitSignal(controller.window_shown, timeout=30_000):
+        controller.start()
+    try:
+        window = controller.window
+        assert window is not None
+        notes = window.launch_notes.text().splitlines()
+        assert len(notes) == 2
+        assert notes[0].startswith("Registry upgraded from schema 1 to 2 (backup: ")
+        assert str(v1_paths.backups) in notes[0]
+        assert notes[1] == "An install of example.gone was interrupted and rolled back."
+        assert window.statusBar().currentMessage() == " ".join(notes)
+        window.show_activity()
+        assert window.launch_notes.isVisible()
+    finally:
+        close_controller(controller)
 
 
 def test_smoke_test_launch_prints_ready_and_creates_the_tables(tmp_path: Path) -> None:

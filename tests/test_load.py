@@ -34,9 +34,10 @@ from gui.main_window import MainWindow
 from registry.doctor import diagnose, installed_files
 from registry.installer import Installer
 from registry.store import OperationRecord, Registry
+from registry.version import APP_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-APP_VERSION = "0.1.0"
+
 WRITERS = 4
 INSTALLS_PER_WRITER = 10
 # How long the reader lets the writers run between two rounds of reads; the window polls every
@@ -280,7 +281,7 @@ def test_four_command_lines_install_at_once_while_the_window_watches(
     errors: list[tuple[object, ...]] = []
     monkeypatch.setattr(messages, "show_error", lambda *args: errors.append(args))
     caplog.set_level(logging.WARNING)
-    window = MainWindow(registry, APP_VERSION)
+    window = MainWindow(registry)
     qtbot.addWidget(window)
     window.show()
 
@@ -327,7 +328,7 @@ def test_window_lists_an_extension_installed_elsewhere_between_two_scans(
     registry: Registry,
     load_archives: list[Path],
 ) -> None:
-    window = MainWindow(registry, APP_VERSION)
+    window = MainWindow(registry)
     qtbot.addWidget(window)
     window.show()
     assert window.extensions_model.rowCount() == 0

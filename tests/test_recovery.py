@@ -25,10 +25,9 @@ from registry.paths import DataPaths
 from registry.recovery import INTERRUPTED, recover_interrupted
 from registry.startup import open_data_folder
 from registry.store import Registry
+from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind
 from tests.conftest import REPO_ROOT, run_cli
-
-APP_VERSION = "0.1.0"
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,8 @@ from registry.store import (
     OperationRecord,
     Registry,
 )
+from registry.version import APP_VERSION
 
-APP_VERSION = "0.1.0"
 NO_OPTIONS = InstallOptions()
 IDS = ("prop.alpha", "prop.beta", "prop.gamma")
 VERSIONS = ("1.0.0", "1.1.0", "2.0.0")

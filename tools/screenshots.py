@@ -33,18 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QWidget
 
     from examples.build_examples import build_all
-    from gui.app import APP_VERSION, ensure_application
+    from gui.app import ensure_application
     from gui.confirm_dialog import ConfirmDialog
     from gui.install_panel import Operation, OperationRow
     from gui.main_window import MainWindow
+    from registry import open_registry
     from registry.installer import Installer, InstallPlan
-    from registry.paths import DataPaths
-    from registry.startup import open_registry
+    from registry.vocabulary import OperationKind
 
     app = ensure_application()
-    opened = open_registry(DataPaths(scratch / "data"))
-    registry = opened.registry
-    installer = Installer(registry, APP_VERSION)
+    registry = open_registry(scratch / "data")
+    installer = Installer(registry)
     archives = {path.stem: path for path in build_all(scratch / "zips")}
 
     def settle() -> None:
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         widget.grab().save(str(target))
         print(target)
 
-    window = MainWindow(registry, APP_VERSION)
+    window = MainWindow(registry)
     window.resize(*SIZE)
     window.show()
     save(window, "01-empty")
@@ -100,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         progress=57,
         current_step="Extracting files",
     )
-    in_flight = Operation(OperationRow("Hello World", cancellable=True), "INSTALL")
+    in_flight = Operation(OperationRow("Hello World", cancellable=True), OperationKind.INSTALL)
     panel._add(in_flight)
     in_flight.row.show_record(running)
     panel._fit_height()
     save(window, "03-installing")
 
-    broken = Operation(OperationRow(garbage.name, cancellable=True), "INSTALL")
+    broken = Operation(OperationRow(garbage.name, cancellable=True), OperationKind.INSTALL)
     panel._add(broken)
     broken.row.show_record(failed)
     panel._fit_height()
