@@ -52,7 +52,7 @@ def run_with_progress(
         file=stream,
         ncols=terminal_width(),
         leave=False,
-        bar_format="{desc} {bar} {percentage:3.0f}% {postfix}",
+        bar_format="{desc} {bar} {percentage:3.0f}%{postfix}",
     )
     try:
         worker.start()

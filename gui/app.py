@@ -25,6 +25,7 @@ import assets
 from gui import messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
+from migrations.runner import RESCUE_HINT
 from registry.errors import (
     RegistryNeedsRescueError,
     UserFacingError,
@@ -172,8 +173,10 @@ class LaunchController(QObject):
                 lambda: rebuild_from_disk(self.paths, APP_VERSION),
             )
         )
+        # The problem's own advice names the command line; here the buttons are the way out.
+        problem = (options.problem or "").replace(RESCUE_HINT, "").strip()
         text = (
-            f"{options.problem}\n\nRestoring the backup brings back the registry as it was "
+            f"{problem}\n\nRestoring the backup brings back the registry as it was "
             "when the backup was taken. Re-registering starts a new registry and records every "
             "extension found on disk (their settings and history are lost). Either way the "
             "damaged file, if any, is kept beside the registry; nothing is deleted."

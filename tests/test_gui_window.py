@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -139,7 +140,7 @@ def wait_finished(qtbot: QtBot, window: MainWindow, count: int | None = None) ->
             assert len([op for op in operations if op.install_id is not None]) >= count
         assert operations
         assert all(op.final for op in operations)
-        assert not window.pool.busy
+        assert not window.pool.busy and not window.long_pool.busy
 
     qtbot.waitUntil(check, timeout=WAIT_MS)
 
@@ -284,6 +285,106 @@ def test_confirmation_cancel_changes_nothing(
     assert operation.row.error_label.text() == record.error
     assert not installed(registry, HELLO)
     assert not (registry.paths.extensions / HELLO).exists()
+
+
+# The dialog itself, as a person answers it: real key presses on the focused widget.
+REAL_ASK = ConfirmDialog.__dict__["ask"]
+
+
+def open_real_dialog(
+    qtbot: QtBot, window: MainWindow, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> ConfirmDialog:
+    monkeypatch.setattr(ConfirmDialog, "ask", REAL_ASK)
+    window.install_panel.start_install(archive)
+    qtbot.waitUntil(
+        lambda: (
+            window.install_panel.confirm_dialog is not None
+            and window.install_panel.confirm_dialog.isVisible()
+        ),
+        timeout=WAIT_MS,
+    )
+    dialog = window.install_panel.confirm_dialog
+    assert dialog is not None
+    dialog.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is dialog.default_button)
+    return dialog
+
+
+def press(key: Qt.Key) -> None:
+    """A key press goes to whatever has the focus, as a real keyboard's does."""
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    QTest.keyClick(focused, key)
+
+
+def test_an_open_confirmation_holds_no_worker_and_no_connection(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dialog = open_real_dialog(qtbot, window, zips["word-count"], monkeypatch)
+    # The person takes their time: let the window's timers run a good while meanwhile.
+    qtbot.wait(1500)
+    assert dialog.isVisible()
+    assert window.pool.running_threads == 0 and window.long_pool.running_threads == 0
+    assert not window.pool.busy and not window.long_pool.busy
+    # The GUI thread's own read connection at most, and no transaction held open on it.
+    assert registry.open_connections <= 1
+    assert not registry.database.in_transaction()
+    (operation,) = window.install_panel.operations
+    assert operation.install_id is not None
+    waiting = registry.get_operation(operation.install_id)
+    assert (waiting.status, waiting.progress, waiting.current_step) == (
+        "INSTALLING",
+        0,
+        "Waiting for confirmation",
+    )
+    press(Qt.Key.Key_Return)
+    wait_finished(qtbot, window, 1)
+    assert installed(registry, WORDS)
+
+
+def test_return_on_a_downgrade_says_no(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upgrade = open_real_dialog(qtbot, window, zips["hello-world-1.1"], monkeypatch)
+    assert upgrade.default_button is upgrade.accept_button
+    press(Qt.Key.Key_Return)
+    wait_finished(qtbot, window, 1)
+    downgrade = open_real_dialog(qtbot, window, zips["hello-world"], monkeypatch)
+    assert downgrade.accept_button.text() == "Downgrade"
+    assert downgrade.default_button is not downgrade.accept_button
+    press(Qt.Key.Key_Return)
+    wait_finished(qtbot, window, 2)
+    record = registry.get_extension(HELLO)
+    assert record is not None and record.version == "1.1.0"
+    last = registry.list_operations(limit=1)[0]
+    assert (last.kind, last.status, last.error) == (
+        "DOWNGRADE",
+        "FAILED",
+        "Cancelled: nothing was changed.",
+    )
+
+
+def test_escape_on_the_confirmation_installs_nothing(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    open_real_dialog(qtbot, window, zips["word-count"], monkeypatch)
+    press(Qt.Key.Key_Escape)
+    wait_finished(qtbot, window, 1)
+    assert not installed(registry, WORDS)
+    assert registry.list_operations(limit=1)[0].error == "Cancelled: nothing was changed."
+    assert list(registry.paths.staging.iterdir()) == []
 
 
 def test_confirm_dialog_words_and_button(zips: dict[str, Path], qtbot: QtBot) -> None:

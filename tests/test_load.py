@@ -371,7 +371,14 @@ class Usage:
 # What belongs in the data folder whatever happened: the database, its lock, the backups, and
 # the three working folders (which must be empty between operations).
 STANDING = frozenset(
-    {"registry.db", "registry.db-wal", "registry.db-shm", "registry.lock", "backups"}
+    {
+        "registry.db",
+        "registry.db-wal",
+        "registry.db-shm",
+        "registry.lock",
+        "registry.lock.gate",
+        "backups",
+    }
 )
 WORK_FOLDERS = frozenset({"extensions", "staging", "trash"})
 
