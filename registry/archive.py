@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final
 
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
@@ -134,38 +134,26 @@ class _Entry:
     is_junk: bool
 
 
-class _Decoder(Protocol):
-    """The streaming interface shared by bz2/lzma decompressors and :class:`_Inflater`."""
-
-    @property
-    def eof(self) -> bool: ...
-
-    @property
-    def needs_input(self) -> bool: ...
-
-    def decompress(self, data: bytes, max_length: int) -> bytes: ...
-
-
 class _Inflater:
     """Raw deflate with the ``needs_input`` semantics of :class:`bz2.BZ2Decompressor`."""
 
     def __init__(self) -> None:
         self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-        self._output_full = False
+        self.needs_input = True
 
     @property
     def eof(self) -> bool:
         return self._inflate.eof
 
-    @property
-    def needs_input(self) -> bool:
-        # A full output buffer means zlib may hold more output even with no input left.
-        return not self._inflate.unconsumed_tail and not self._output_full
-
     def decompress(self, data: bytes, max_length: int) -> bytes:
         out = self._inflate.decompress(self._inflate.unconsumed_tail + data, max_length)
-        self._output_full = len(out) == max_length
+        # A full output buffer means zlib may hold more output even with no input left.
+        self.needs_input = not self._inflate.unconsumed_tail and len(out) < max_length
         return out
+
+
+# The streaming interface shared by bz2/lzma decompressors and ``_Inflater``.
+_Decoder = bz2.BZ2Decompressor | lzma.LZMADecompressor | _Inflater
 
 
 class OpenArchive:
