@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -360,6 +360,10 @@ class InstallPanel(QWidget):
             return
         operation.plan = planned
         self.note_plan(planned)
+        if self._closed:
+            # Planned while the window was closing: nobody is left to answer.
+            self._answer(operation, accepted=False)
+            return
         self._confirm_queue.append(operation)
         self._confirm_next()
 
@@ -370,7 +374,7 @@ class InstallPanel(QWidget):
         self._apply(operation, record)
 
     def _on_worker_failed(self, operation: Operation, message: str) -> None:
-        if self._closed:
+        if self._closed or operation not in self.operations:
             return
         if operation.install_id is not None:
             # The registry has the row: show what it says if it says the operation ended.
@@ -597,5 +601,12 @@ class InstallPanel(QWidget):
             self._on_answered(self.confirming, accepted=False)
         while self._confirm_queue:
             self._answer(self._confirm_queue.popleft(), accepted=False)
-        self.pool.wait()
-        self.long_pool.wait()
+        # A step that finished just before the close has its result still queued for this
+        # thread: deliver it, so that a recorded or planned operation is ended (declined) rather
+        # than left waiting, and wait for what that starts.
+        while True:
+            self.pool.wait()
+            self.long_pool.wait()
+            QCoreApplication.sendPostedEvents()
+            if not (self.pool.busy or self.long_pool.busy):
+                break

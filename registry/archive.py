@@ -199,6 +199,19 @@ class OpenArchive:
         if fh is not None:
             fh.close()
 
+    def reopen(self) -> OpenArchive:
+        """Open the file again after ``close`` to extract the members validated before, without
+        validating them again. The caller must check that the file is still the same one
+        (``identity`` of the new handle): everything here was checked against that file."""
+        if self._fh is None:
+            self._fh = _open_file(self.path, self._label)
+        return self
+
+    def identity(self) -> tuple[int, int, int, int]:
+        """Device, inode, size and modification time (ns) of the open file."""
+        info = os.fstat(self._require_open().fileno())
+        return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
     def find(self, relative_path: str) -> ArchiveMember | None:
         """The member installed at ``relative_path`` (as a manifest would name it), if any."""
         text = relative_path.replace("\\", "/")

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,20 +120,6 @@ class CancelToken:
 
 
 @dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """Enough to tell that the file confirmed is still the file being installed."""
-
-    size: int
-    modified_ns: int
-    inode: int
-
-    @classmethod
-    def of(cls, path: Path) -> FileIdentity:
-        stat = path.stat()
-        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino)
-
-
-@dataclass(frozen=True, slots=True)
 class InstallOptions:
     """What an unattended install (``--yes``) may do besides installing or upgrading."""
 
@@ -147,7 +133,6 @@ class InstallPlan:
 
     install_id: int
     archive_path: Path
-    archive: FileIdentity
     manifest: Manifest
     kind: OperationKind  # INSTALL, UPGRADE, REINSTALL or DOWNGRADE
     installed_version: str | None
@@ -155,6 +140,10 @@ class InstallPlan:
     total_bytes: int
     config_added: tuple[str, ...] = ()
     config_removed: tuple[str, ...] = ()
+    # The archive as validated (closed while the person decides), and which file that was:
+    # executing reopens it and extracts those members if, and only if, the file is the same.
+    validated: OpenArchive | None = field(default=None, compare=False, repr=False)
+    identity: tuple[int, int, int, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def permissions(self) -> list[tuple[str, str]]:
@@ -412,7 +401,6 @@ class Installer:
         from registry.archive import open_archive
 
         progress.step("Reading the archive")
-        identity = FileIdentity.of(archive_path)
         with open_archive(archive_path, self.limits) as archive:
             progress.step(
                 "Checking the archive's contents",
@@ -426,7 +414,7 @@ class Installer:
             progress.step("Checking compatibility", to_version=str(manifest.version))
             self._check_compatibility(manifest)
             progress.step("Comparing with the installed version")
-            plan = self._compare(install_id, archive_path, identity, archive, manifest)
+            plan = self._compare(install_id, archive_path, archive, manifest)
         self.registry.update_operation(
             install_id, kind=plan.kind, from_version=plan.installed_version
         )
@@ -456,23 +444,11 @@ class Installer:
         cancel: CancelToken,
         swap: _Swap,
     ) -> None:
-        from registry.archive import open_archive
 
         install_id = plan.install_id
         self._check_cancel(cancel)
         progress.step("Checking the file again")
-        # The person may have taken a while to answer: install exactly what they saw.
-        if FileIdentity.of(plan.archive_path) != plan.archive:
-            raise InstallRefusedError(
-                f"{plan.archive_path.name} changed after it was checked. Nothing was changed; "
-                "install the file again."
-            )
-        with open_archive(plan.archive_path, self.limits) as archive:
-            if self._read_manifest(archive).raw != plan.manifest.raw:
-                raise InstallRefusedError(
-                    f"{plan.archive_path.name} changed after it was checked. Nothing was "
-                    "changed; install the file again."
-                )
+        with self._planned_archive(plan) as archive:
             staging = staging_dir_for(self.registry, install_id)
             files_dir = staging / "files"
             files_dir.mkdir(parents=True)
@@ -510,6 +486,25 @@ class Installer:
         swap.swapped = False  # committed: the new version is the registered one now
         progress.checkpoint(COMMITTED)
         _discard_trash(swap)
+
+    def _planned_archive(self, plan: InstallPlan) -> OpenArchive:
+        """The archive the person saw, open again; refused if the file changed meanwhile (the
+        person may have taken a while to answer: install exactly what they saw)."""
+        from registry.archive import open_archive
+
+        if plan.validated is not None:
+            archive = plan.validated.reopen()
+            unchanged = archive.identity() == plan.identity
+        else:  # a plan made elsewhere: check the file from scratch
+            archive = open_archive(plan.archive_path, self.limits)
+            unchanged = self._read_manifest(archive).raw == plan.manifest.raw
+        if not unchanged:
+            archive.close()
+            raise InstallRefusedError(
+                f"{plan.archive_path.name} changed after it was checked. Nothing was changed; "
+                "install the file again."
+            )
+        return archive
 
     def _check_cancel(self, cancel: CancelToken) -> None:
         if cancel.cancelled:
@@ -550,7 +545,6 @@ class Installer:
         self,
         install_id: int,
         archive_path: Path,
-        identity: FileIdentity,
         archive: OpenArchive,
         manifest: Manifest,
     ) -> InstallPlan:
@@ -579,7 +573,6 @@ class Installer:
         return InstallPlan(
             install_id=install_id,
             archive_path=archive_path,
-            archive=identity,
             manifest=manifest,
             kind=kind,
             installed_version=installed_version,
@@ -587,6 +580,8 @@ class Installer:
             total_bytes=archive.total_bytes,
             config_added=added,
             config_removed=removed,
+            validated=archive,
+            identity=archive.identity(),
         )
 
     # -- uninstall -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from gui.config_dialog import ConfigDialog
 from gui.confirm_dialog import ConfirmDialog
 from gui.install_panel import OperationRow
 from gui.main_window import MainWindow
-from registry.installer import FileIdentity, Installer, InstallPlan
+from registry.installer import Installer, InstallPlan
 from registry.paths import DataPaths
 from registry.store import Registry
 from registry.version import APP_VERSION
@@ -396,7 +396,6 @@ def test_confirm_dialog_words_and_button(zips: dict[str, Path], qtbot: QtBot) ->
     plan = Plan(
         1,
         zips["word-count"],
-        FileIdentity.of(zips["word-count"]),
         manifest,
         OperationKind.DOWNGRADE,
         "2.0.0",
@@ -545,6 +544,22 @@ def test_window_close_cancels_a_waiting_install(
     assert operation.install_id is not None
     assert registry.get_operation(operation.install_id).status == "FAILED"
     assert not installed(registry, HELLO)
+
+
+def test_closing_while_installs_are_recorded_and_planned_leaves_none_waiting(
+    qtbot: QtBot, registry: Registry, zips: dict[str, Path], tmp_path: Path
+) -> None:
+    main_window = MainWindow(registry)
+    qtbot.addWidget(main_window)
+    main_window.show()
+    archives = [*zips.values(), big_zip(tmp_path / "big.zip")]
+    for archive in archives:
+        main_window.install_panel.start_install(archive)
+    main_window.close()  # at once: some are being recorded, some planned, some waiting
+    assert main_window.install_panel.operations
+    assert registry.list_operations(active_only=True) == []
+    assert len(registry.list_operations()) == len(archives)
+    assert not main_window.pool.busy and not main_window.long_pool.busy
 
 
 # -- managing --------------------------------------------------------------------------------
