@@ -26,10 +26,7 @@ from gui import messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
 from migrations.runner import RESCUE_HINT
-from registry.errors import (
-    RegistryNeedsRescueError,
-    UserFacingError,
-)
+from registry.errors import RegistryNeedsRescueError, UserFacingError
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import ExtensionSummary, Registry

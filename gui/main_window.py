@@ -12,12 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import PySide6
-from PySide6.QtCore import (
-    QSettings,
-    Qt,
-    Signal,
-    qVersion,
-)
+from PySide6.QtCore import QSettings, Qt, Signal, qVersion
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,

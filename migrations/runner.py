@@ -38,11 +38,7 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
-from registry.errors import (
-    MigrationError,
-    RegistryError,
-    RegistryNeedsRescueError,
-)
+from registry.errors import MigrationError, RegistryError, RegistryNeedsRescueError
 
 # "EXMG": marks the file as an Extension Manager registry for ``PRAGMA application_id``.
 APPLICATION_ID = 0x45584D47

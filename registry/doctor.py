@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.recovery import operation_number, recover_interrupted
-from registry.store import (
-    Registry,
-    process_is_alive,
-)
+from registry.store import Registry, process_is_alive
+from registry.vocabulary import kind_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +114,7 @@ def diagnose(registry: Registry) -> list[Finding]:
     for op in stuck:
         findings.append(
             Finding(
-                f"Operation {op.install_id} ({op.kind.lower()} of "
+                f"Operation {op.install_id} ({kind_of(op.kind).noun} of "
                 f"{op.extension_id or op.archive_path}) is stuck at '{op.current_step}': the "
                 "process running it is gone.",
                 "Repair marks it failed and puts the previous version back.",

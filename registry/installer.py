@@ -57,12 +57,7 @@ from registry.recovery import (
     staging_dir_for,
     trash_dir_for,
 )
-from registry.store import (
-    ExtensionValues,
-    OperationRecord,
-    Registry,
-    plain_database_error,
-)
+from registry.store import ExtensionValues, OperationRecord, Registry, plain_database_error
 from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind, OperationStatus
 

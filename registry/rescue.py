@@ -23,12 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrations.runner import (
-    APPLICATION_ID,
-    RESCUE_HINT,
-    latest_version,
-    read_status,
-)
+from migrations.runner import APPLICATION_ID, RESCUE_HINT, latest_version, read_status
 from registry.doctor import diagnose, installed_files
 from registry.errors import (
     ManifestError,
@@ -42,9 +37,7 @@ from registry.lock import hold_exclusive
 from registry.manifest import Manifest, parse_manifest
 from registry.paths import DataPaths
 from registry.startup import extension_folders, missing_registry_problem, open_data_folder
-from registry.store import (
-    Registry,
-)
+from registry.store import Registry
 
 __all__ = [
     "RESCUE_HINT",

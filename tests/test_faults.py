@@ -39,17 +39,10 @@ import registry.archive as archive_module
 from examples.build_examples import build_all
 from gui import messages
 from gui.app import LaunchController, ensure_application
-from migrations.runner import (
-    read_status,
-)
+from migrations.runner import read_status
 from registry.doctor import diagnose, installed_files
-from registry.errors import (
-    MigrationError,
-    RegistryError,
-)
-from registry.installer import (
-    Installer,
-)
+from registry.errors import MigrationError, RegistryError
+from registry.installer import Installer
 from registry.paths import DataPaths
 from registry.rescue import (
     RegistryNeedsRescueError,
@@ -58,9 +51,7 @@ from registry.rescue import (
     restore_latest_backup,
 )
 from registry.startup import open_data_folder
-from registry.store import (
-    Registry,
-)
+from registry.store import Registry
 from registry.version import APP_VERSION
 from tests.conftest import FIXTURES, REPO_ROOT, run_cli
 

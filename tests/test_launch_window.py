@@ -14,9 +14,7 @@ from pytestqt.qtbot import QtBot
 from gui import messages
 from gui.app import LaunchController, ensure_application
 from gui.main_window import EMPTY_STATE_TEXT, MainWindow
-from registry.errors import (
-    MigrationError,
-)
+from registry.errors import MigrationError
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry

@@ -23,12 +23,7 @@ import pytest
 
 from migrations.runner import MigrationReport, latest_version
 from registry.errors import RegistryBusyError
-from registry.lock import (
-    RegistryLock,
-    gate_path_for,
-    hold_exclusive,
-    prepare_registry,
-)
+from registry.lock import RegistryLock, gate_path_for, hold_exclusive, prepare_registry
 from registry.paths import DataPaths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

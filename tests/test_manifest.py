@@ -14,13 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.errors import ManifestError
-from registry.manifest import (
-    Manifest,
-    SemVer,
-    check_compatibility,
-    parse_manifest,
-    schema_path,
-)
+from registry.manifest import Manifest, SemVer, check_compatibility, parse_manifest, schema_path
 from registry.permissions import PERMISSIONS, describe
 
 ROOT = Path(__file__).resolve().parent.parent

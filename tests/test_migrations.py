@@ -38,9 +38,7 @@ from registry.errors import (
 from registry.lock import RegistryLock, prepare_registry
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
-from registry.store import (
-    Registry,
-)
+from registry.store import Registry
 from tests.conftest import FIXTURES, REPO_ROOT, run_app
 
 LATEST = latest_version()

@@ -15,12 +15,7 @@ import pytest
 import registry.installer as installer_module
 from examples.build_examples import build_all
 from registry.doctor import diagnose, installed_files, repair
-from registry.installer import (
-    COMMITTED,
-    NEW_VERSION_MOVED_IN,
-    OLD_VERSION_MOVED_ASIDE,
-    Installer,
-)
+from registry.installer import COMMITTED, NEW_VERSION_MOVED_IN, OLD_VERSION_MOVED_ASIDE, Installer
 from registry.paths import DataPaths
 from registry.recovery import INTERRUPTED, recover_interrupted
 from registry.startup import open_data_folder

@@ -12,11 +12,7 @@ import pytest
 
 from migrations.runner import latest_version
 from registry import open_registry
-from registry.errors import (
-    ConfigError,
-    OperationNotFoundError,
-    RegistryError,
-)
+from registry.errors import ConfigError, OperationNotFoundError, RegistryError
 from registry.store import Registry, utc_now
 from registry.vocabulary import OperationStatus
 

@@ -30,22 +30,10 @@ from hypothesis.stateful import (
 
 from registry import open_registry
 from registry.doctor import diagnose, installed_files
-from registry.errors import (
-    ConfigError,
-    RegistryError,
-)
-from registry.installer import (
-    CancelToken,
-    Installer,
-    InstallOptions,
-    InstallPlan,
-)
+from registry.errors import ConfigError, RegistryError
+from registry.installer import CancelToken, Installer, InstallOptions, InstallPlan
 from registry.manifest import SemVer
-from registry.store import (
-    ConfigValue,
-    OperationRecord,
-    Registry,
-)
+from registry.store import ConfigValue, OperationRecord, Registry
 from registry.version import APP_VERSION
 
 NO_OPTIONS = InstallOptions()
