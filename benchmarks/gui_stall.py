@@ -70,7 +70,7 @@ def main() -> int:
 
     finished: list[OperationRecord] = []
 
-    def on_finished(record: OperationRecord) -> None:
+    def on_finished(record: OperationRecord, _title: str) -> None:
         finished.append(record)
         loop.quit()
 

@@ -48,8 +48,10 @@ ACTIVE_POLL_MS = 60
 # The panel grows with its rows up to this height, then scrolls.
 MAX_ROWS_HEIGHT = 230
 EXTERNAL_SCAN_MS = 500
-# A finished success needs no action: its row goes away by itself after a moment.
+# A success or a cancel needs no action: its row goes away by itself after a moment. A failure
+# stays until dismissed.
 COMPLETED_ROW_LINGER_MS = 4000
+FAILURE_STYLE = "color: #b3261e;"
 
 
 class OperationRow(QFrame):
@@ -86,7 +88,6 @@ class OperationRow(QFrame):
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)
         self.error_label.setWordWrap(True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.setStyleSheet("color: #b3261e;")
         self.error_label.hide()
 
         self.cancel_button = QPushButton("Cancel")
@@ -138,14 +139,21 @@ class OperationRow(QFrame):
             self.dismiss_button.show()
         elif record.status == OperationStatus.FAILED:
             self.show_failure(record.error or "The operation failed.")
+        elif record.status == OperationStatus.CANCELLED:
+            # A choice the person made, not a problem: in the ordinary text colour.
+            self.show_ended("Cancelled", record.error or "Nothing was changed.", "")
         elif not self.cancel_button.isEnabled():
             self.step_label.setText(f"Cancelling… ({record.current_step})")
         else:
             self.step_label.setText(record.current_step)
 
     def show_failure(self, message: str) -> None:
-        self.step_label.setText("Failed")
+        self.show_ended("Failed", message, FAILURE_STYLE)
+
+    def show_ended(self, step: str, message: str, style: str) -> None:
+        self.step_label.setText(step)
         self.error_label.setText(message)
+        self.error_label.setStyleSheet(style)
         self.error_label.show()
         self.bar.setEnabled(False)
         self.cancel_button.hide()
@@ -178,7 +186,8 @@ class Operation:
 class InstallPanel(QWidget):
     """The list of operation rows, the polling timers and the workers that run operations."""
 
-    operation_finished = Signal(object)  # OperationRecord, once per operation
+    # Once per operation: its final record, and what a person calls it (its name, else file).
+    operation_finished = Signal(object, str)
     rows_changed = Signal()
     # Another process finished an operation this panel never showed (it started and ended
     # between two scans): what is installed may have changed.
@@ -223,9 +232,18 @@ class InstallPanel(QWidget):
         self.scroll_area.setWidget(self._rows_widget)
         self.scroll_area.setAccessibleName("Install and uninstall operations")
 
+        self.dismiss_all_button = QPushButton("Dismiss all")
+        self.dismiss_all_button.setAccessibleName("Dismiss every finished operation")
+        self.dismiss_all_button.clicked.connect(self.dismiss_all)
+        self.dismiss_all_button.hide()
+        heading_line = QHBoxLayout()
+        heading_line.addWidget(self.heading)
+        heading_line.addStretch(1)
+        heading_line.addWidget(self.dismiss_all_button)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 0, 6, 6)
-        layout.addWidget(self.heading)
+        layout.addLayout(heading_line)
         layout.addWidget(self.scroll_area)
         # As tall as its rows need; the extensions list takes the rest.
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
@@ -384,6 +402,7 @@ class InstallPanel(QWidget):
         operation.final = True
         operation.row.show_failure(message)
         self._fit_height()
+        self._update_dismiss_all()
 
     # -- reading the registry --------------------------------------------------------------------
 
@@ -482,11 +501,12 @@ class InstallPanel(QWidget):
         if not record.active and not operation.final:
             self._fit_height()
             operation.final = True
-            if record.status == OperationStatus.COMPLETED:
+            self._update_dismiss_all()
+            if record.status in (OperationStatus.COMPLETED, OperationStatus.CANCELLED):
                 QTimer.singleShot(
                     COMPLETED_ROW_LINGER_MS, operation.row, lambda: self.dismiss(operation)
                 )
-            self.operation_finished.emit(record)
+            self.operation_finished.emit(record, operation.row.title_label.text())
 
     def _installed_name(self, extension_id: str) -> str | None:
         try:
@@ -516,7 +536,17 @@ class InstallPanel(QWidget):
             self.hide()
         else:
             self._fit_height()
+        self._update_dismiss_all()
         self.rows_changed.emit()
+
+    def dismiss_all(self) -> None:
+        """Every finished row goes; rows still running stay."""
+        for operation in [op for op in self.operations if op.final]:
+            self.dismiss(operation)
+
+    def _update_dismiss_all(self) -> None:
+        finished = sum(1 for op in self.operations if op.final)
+        self.dismiss_all_button.setVisible(finished > 1)
 
     def row_for(self, install_id: int) -> OperationRow | None:
         for operation in self.operations:

@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         self.filter_edit.setPlaceholderText("Filter extensions (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setAccessibleName("Filter installed extensions")
-        self.filter_edit.textChanged.connect(self.extensions_model.set_filter)
+        self.filter_edit.textChanged.connect(self._apply_filter)
 
         self.table = QTableView()
         self.table.setObjectName("extensionsTable")
@@ -124,6 +124,8 @@ class MainWindow(QMainWindow):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Tab moves on to the details and their buttons; arrows move within the list.
+        self.table.setTabKeyNavigation(False)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
@@ -198,9 +200,7 @@ class MainWindow(QMainWindow):
         central_layout.addWidget(self.install_panel)
         self.setCentralWidget(self.drop_area)
 
-        self.schema_label = QLabel()
         self.data_dir_label = QLabel()
-        self.statusBar().addWidget(self.schema_label)
         self.statusBar().addPermanentWidget(self.data_dir_label)
 
         self._build_actions()
@@ -270,6 +270,15 @@ class MainWindow(QMainWindow):
         help_menu.addAction(about_action)
         self._update_actions()
 
+    def _apply_filter(self, text: str) -> None:
+        self.extensions_model.set_filter(text)
+        # A selected extension the filter hides is no longer selected: the details and every
+        # action must not go on showing or acting on what the person cannot see.
+        shown = self.details.record
+        if shown is not None and self.selected_extension_id() != shown.id:
+            self.table.clearSelection()
+            self._show_details(None)
+
     def _focus_filter(self) -> None:
         self.tabs.setCurrentIndex(0)
         self.filter_edit.setFocus()
@@ -299,7 +308,6 @@ class MainWindow(QMainWindow):
         self.extensions_model.set_records(extensions)
         has_rows = self.extensions_model.total_count() > 0
         self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
-        self.schema_label.setText(f"Schema version {self.registry.schema_version()}")
         self.data_dir_label.setText(f"Data: {self.registry.paths.root}")
         # Re-selecting updates the details through selectionChanged; otherwise show the empty or
         # changed selection here (one read of the full record either way, not two).
@@ -344,13 +352,14 @@ class MainWindow(QMainWindow):
         self.details.show_record(record, icon)
         self._update_actions()
 
-    def _on_operation_finished(self, record: OperationRecord) -> None:
+    def _on_operation_finished(self, record: OperationRecord, title: str) -> None:
         if self._closed:
             return
         self.refresh()
         if record.status == OperationStatus.COMPLETED:
-            what = record.extension_id or Path(record.archive_path).name
-            self.statusBar().showMessage(f"{kind_of(record.kind).done} {what}.", 5000)
+            version = record.to_version if record.kind != "UNINSTALL" else record.from_version
+            done = f"{kind_of(record.kind).done} {title} {version or ''}".rstrip()
+            self.statusBar().showMessage(f"{done}.", 5000)
 
     # -- installing ------------------------------------------------------------------------------
 

@@ -354,11 +354,15 @@ class Installer:
             self._clean_staging(plan.install_id)
         return self.registry.get_operation(plan.install_id)
 
-    def decline(self, install_id: int, message: str | None = None) -> OperationRecord:
-        """End a planned operation the person said no to (or that may not run unattended)."""
-        self.registry.finish_operation(
-            install_id, OperationStatus.FAILED, message or str(InstallCancelledError())
-        )
+    def decline(self, install_id: int, refusal: str | None = None) -> OperationRecord:
+        """End a planned operation the person said no to (CANCELLED), or that may not run
+        unattended (FAILED, with ``refusal`` saying why)."""
+        if refusal is None:
+            self.registry.finish_operation(
+                install_id, OperationStatus.CANCELLED, str(InstallCancelledError())
+            )
+        else:
+            self.registry.finish_operation(install_id, OperationStatus.FAILED, refusal)
         return self.registry.get_operation(install_id)
 
     def install(
@@ -638,8 +642,10 @@ class Installer:
             )
         if swap.swapped:
             self._undo_swap(swap)
+        cancelled = isinstance(error, InstallCancelledError)
+        status = OperationStatus.CANCELLED if cancelled else OperationStatus.FAILED
         try:
-            self.registry.finish_operation(install_id, OperationStatus.FAILED, message)
+            self.registry.finish_operation(install_id, status, message)
         except RegistryError:
             log.exception("could not record the failure of operation %s", install_id)
 

@@ -522,8 +522,8 @@ class Registry:
         fields["error"] = error
         if status == OperationStatus.COMPLETED:
             fields.update(progress=100, current_step="Done")
-        elif status == OperationStatus.FAILED:
-            fields["current_step"] = "Failed"
+        elif status in (OperationStatus.FAILED, OperationStatus.CANCELLED):
+            fields["current_step"] = OperationStatus(status).words
         with self.database.atomic():
             changed = (
                 installs.update(**fields)

@@ -34,6 +34,8 @@ class OperationStatus(StrEnum):
     INSTALLING = "INSTALLING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    # The person said no, or pressed Cancel: nothing was changed, and nothing went wrong.
+    CANCELLED = "CANCELLED"
     UNINSTALLING = "UNINSTALLING"
 
     @property
@@ -73,6 +75,7 @@ _STATUS_WORDS = {
     OperationStatus.UNINSTALLING: "Uninstalling",
     OperationStatus.COMPLETED: "Completed",
     OperationStatus.FAILED: "Failed",
+    OperationStatus.CANCELLED: "Cancelled",
 }
 
 

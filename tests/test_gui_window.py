@@ -280,7 +280,7 @@ def test_confirmation_cancel_changes_nothing(
     wait_finished(qtbot, window, 1)
     assert operation.install_id is not None
     record = registry.get_operation(operation.install_id)
-    assert record.status == "FAILED"
+    assert record.status == "CANCELLED"
     assert record.error is not None and record.error.startswith("Cancelled")
     assert operation.row.error_label.text() == record.error
     assert not installed(registry, HELLO)
@@ -367,7 +367,7 @@ def test_return_on_a_downgrade_says_no(
     last = registry.list_operations(limit=1)[0]
     assert (last.kind, last.status, last.error) == (
         "DOWNGRADE",
-        "FAILED",
+        "CANCELLED",
         "Cancelled: nothing was changed.",
     )
 
@@ -517,7 +517,7 @@ def test_cancel_from_the_row_ends_failed_cancelled(
     wait_finished(qtbot, window, 1)
     assert operation.install_id is not None
     record = registry.get_operation(operation.install_id)
-    assert record.status == "FAILED"
+    assert record.status == "CANCELLED"
     assert record.error == "Cancelled: nothing was changed."
     assert operation.row.error_label.text() == record.error
     assert not installed(registry, WORDS)
@@ -542,7 +542,7 @@ def test_window_close_cancels_a_waiting_install(
     qtbot.waitUntil(lambda: bool(reached), timeout=WAIT_MS)
     assert main_window.pool.wait(WAIT_MS) and main_window.long_pool.wait(WAIT_MS)
     assert operation.install_id is not None
-    assert registry.get_operation(operation.install_id).status == "FAILED"
+    assert registry.get_operation(operation.install_id).status == "CANCELLED"
     assert not installed(registry, HELLO)
 
 
@@ -569,6 +569,40 @@ def install_examples(qtbot: QtBot, window: MainWindow, zips: dict[str, Path], *n
     window.install_files([zips[name] for name in names])
     wait_finished(qtbot, window, len(names))
     qtbot.waitUntil(lambda: window.extensions_model.rowCount() == len(names), timeout=WAIT_MS)
+
+
+def test_the_filter_never_leaves_actions_on_a_hidden_extension(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path]
+) -> None:
+    install_examples(qtbot, window, zips, "word-count", "hello-world")
+    assert window.select_extension(WORDS)
+    assert window.details.record is not None and window.details.record.id == WORDS
+    window.filter_edit.setFocus()
+    QTest.keyClicks(window.filter_edit, "hello")
+    assert window.extensions_model.rowCount() == 1
+    assert window.details.record is None
+    for action in (window.toggle_action, window.configure_action, window.uninstall_action):
+        assert not action.isEnabled()
+    # Delete on the list now has nothing to act on: Word Count is still installed.
+    window.table.setFocus()
+    QTest.keyClick(window.table, Qt.Key.Key_Delete)
+    assert installed(registry, WORDS)
+
+
+def test_tab_goes_from_the_list_to_the_details_buttons(
+    qtbot: QtBot, window: MainWindow, zips: dict[str, Path]
+) -> None:
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    window.activateWindow()
+    window.table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.table)
+    reached = []
+    for _ in range(12):
+        press(Qt.Key.Key_Tab)
+        reached.append(QApplication.focusWidget())
+    assert window.details.enable_button in reached
+    assert window.details.uninstall_button in reached
 
 
 def test_details_show_the_selected_extension(

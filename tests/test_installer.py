@@ -192,7 +192,7 @@ def test_a_declined_plan_ends_cancelled(
     plan = installer.plan(installer.begin(archive), archive)
     assert isinstance(plan, InstallPlan)
     record = installer.decline(plan.install_id)
-    assert (record.status, record.error) == ("FAILED", "Cancelled: nothing was changed.")
+    assert (record.status, record.error) == ("CANCELLED", "Cancelled: nothing was changed.")
     assert registry.list_extensions() == []
 
 
@@ -299,7 +299,7 @@ def test_declined_confirmation_is_cancelled_and_writes_nothing(
     registry: Registry, installer: Installer, examples: dict[str, Path]
 ) -> None:
     record = installer.install(examples["word-count"], confirm=lambda plan: False)
-    assert record.status == "FAILED"
+    assert record.status == "CANCELLED"
     assert record.error == "Cancelled: nothing was changed."
     assert registry.list_extensions() == []
     assert list(registry.paths.extensions.iterdir()) == []
@@ -327,7 +327,7 @@ def test_cancel_during_extraction_keeps_the_previous_version(
     payload = {f"data/{n}.bin": bytes([n]) * 200_000 for n in range(20)}
     second = make_extension_zip(tmp_path / "v2.zip", manifest("2.0.0"), payload)
     record = installer.install(second, cancel=CancelAfter(12))
-    assert record.status == "FAILED" and record.error == "Cancelled: nothing was changed."
+    assert record.status == "CANCELLED" and record.error == "Cancelled: nothing was changed."
     extension = registry.get_extension("test.sample")
     assert extension is not None and extension.version == "1.0.0"
     assert (registry.paths.extensions / "test.sample" / "a.txt").read_bytes() == b"one"

@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 from gui import messages
 from gui.app import LaunchController, ensure_application
 from gui.main_window import EMPTY_STATE_TEXT, MainWindow
+from migrations.runner import latest_version
 from registry.errors import MigrationError
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
@@ -56,7 +57,7 @@ def test_no_view_exists_before_migrations_finish(qtbot: QtBot, paths: DataPaths)
         window = controller.window
         assert isinstance(window, MainWindow)
         qtbot.waitUntil(window.isVisible)
-        assert window.registry.schema_version() == 2
+        assert window.registry.schema_version() == latest_version()
     finally:
         close_controller(controller)
 
@@ -70,7 +71,7 @@ def test_window_shows_empty_state_schema_and_data_dir(qtbot: QtBot, paths: DataP
         assert window is not None
         assert window.list_stack.currentWidget() is window.empty_label
         assert window.empty_label.text() == EMPTY_STATE_TEXT
-        assert "Schema version 2" in window.schema_label.text()
+        assert f"Registry schema version {latest_version()}" in window.about_text()
         assert str(paths.root) in window.data_dir_label.text()
         # An operation can be created and read back the moment the window is up.
         install_id = window.registry.create_operation("x.zip")
@@ -147,7 +148,9 @@ def test_the_window_says_what_opening_the_registry_did(qtbot: QtBot, v1_paths: D
         assert window is not None
         notes = window.launch_notes.text().splitlines()
         assert len(notes) == 2
-        assert notes[0].startswith("Registry upgraded from schema 1 to 2 (backup: ")
+        assert notes[0].startswith(
+            f"Registry upgraded from schema 1 to {latest_version()} (backup: "
+        )
         assert str(v1_paths.backups) in notes[0]
         assert notes[1] == "An install of example.gone was interrupted and rolled back."
         assert window.statusBar().currentMessage() == " ".join(notes)

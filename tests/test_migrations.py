@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import peewee
 import pytest
 
 import migrations.runner as runner
@@ -39,6 +40,7 @@ from registry.lock import RegistryLock, prepare_registry
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
+from registry.vocabulary import OperationStatus
 from tests.conftest import FIXTURES, REPO_ROOT, run_app
 
 LATEST = latest_version()
@@ -97,7 +99,9 @@ def test_fresh_database_has_the_three_tables_and_is_marked_ours(registry: Regist
     assert {"extensions", "extension_installs", "extension_configs"} <= tables
     assert query(db, "PRAGMA application_id") == [(APPLICATION_ID,)]
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
-    assert [v for v, *_ in query(db, "SELECT * FROM schema_migrations")] == [1, 2]
+    assert [v for v, *_ in query(db, "SELECT * FROM schema_migrations")] == list(
+        range(1, latest_version() + 1)
+    )
 
 
 def test_relaunch_changes_nothing(paths: DataPaths) -> None:
@@ -643,3 +647,46 @@ def test_a_failed_restamp_does_not_keep_anyone_out(
     assert recorded_checksums(paths.database) == legacy
     monkeypatch.undo()
     assert prepare(paths).restamped == tuple(LEGACY_CHECKSUMS)
+
+
+@pytest.fixture
+def v2_paths(paths: DataPaths) -> DataPaths:
+    """A data folder whose registry is the checked-in schema-version-2 database."""
+    paths.root.mkdir(parents=True)
+    shutil.copyfile(FIXTURES / "registry-v2.db", paths.database)
+    return paths
+
+
+def test_upgrade_from_v2_gives_cancelled_operations_their_own_status(v2_paths: DataPaths) -> None:
+    before = query(v2_paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
+    with open_data_folder(v2_paths) as registry:
+        report = registry.launch.migration
+        assert report is not None and (report.from_version, report.to_version) == (2, 3)
+        operations = {op.install_id: op for op in registry.list_operations()}
+        assert [op.status for _, op in sorted(operations.items())] == [
+            "COMPLETED",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+        ]
+        cancelled = operations[4]
+        assert (cancelled.kind, cancelled.current_step, cancelled.error) == (
+            "DOWNGRADE",
+            "Cancelled",
+            "Cancelled: nothing was changed.",
+        )
+        # Everything else about every row, every extension and every setting is kept.
+        after = query(v2_paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
+        unchanged = [row for row in before if row[0] != 4]
+        assert [row for row in after if row[0] != 4] == unchanged
+        assert [(e.id, e.version) for e in registry.list_extensions()] == [
+            ("example.hello-world", "1.1.0"),
+            ("example.word-count", "1.2.0"),
+        ]
+        assert registry.get_config("example.hello-world")["greeting"] == "v2"
+        # The CHECK constraint was extended, not dropped.
+        with pytest.raises(peewee.IntegrityError, match="CHECK"):
+            registry.database.execute_sql("UPDATE extension_installs SET status = 'DONE'")
+        install_id = registry.create_operation("new.zip")
+        registry.finish_operation(install_id, OperationStatus.CANCELLED, "no")
+        assert registry.get_operation(install_id).status == "CANCELLED"

@@ -183,6 +183,10 @@ class RegistryMachine(RuleBasedStateMachine):
         assert record.error, record
         assert record.progress < 100, record
 
+    def _assert_cancelled(self, record: OperationRecord) -> None:
+        assert (record.status, record.error) == ("CANCELLED", "Cancelled: nothing was changed.")
+        assert record.progress < 100, record
+
     # -- rules -----------------------------------------------------------------------------------
 
     @rule(
@@ -231,7 +235,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def install_declined(self, extension_id: str, version: str) -> None:
         record, plans = self._install(extension_id, version, answer=False)
         assert len(plans) == 1
-        self._assert_unchanged_failure(record)
+        self._assert_cancelled(record)
 
     @rule(
         extension_id=st.sampled_from(IDS),
@@ -245,7 +249,7 @@ class RegistryMachine(RuleBasedStateMachine):
         token.cancel()
         options = InstallOptions(allow_reinstall=consent, allow_downgrade=consent)
         record, _plans = self._install(extension_id, version, options=options, cancel=token)
-        self._assert_unchanged_failure(record)
+        self._assert_cancelled(record)
 
     @rule(extension_id=st.sampled_from(IDS), version=st.sampled_from(VERSIONS))
     def install_cancelled_while_confirming(self, extension_id: str, version: str) -> None:
@@ -260,7 +264,7 @@ class RegistryMachine(RuleBasedStateMachine):
             self.catalogue[extension_id, version].path, confirm=confirm, cancel=token
         )
         self.operations += 1
-        self._assert_unchanged_failure(record)
+        self._assert_cancelled(record)
 
     @rule(extension_id=st.sampled_from(IDS))
     def uninstall(self, extension_id: str) -> None:
@@ -360,7 +364,7 @@ class RegistryMachine(RuleBasedStateMachine):
         records = self.registry.list_operations()
         assert len(records) == self.operations == self.registry.count_operations()
         for record in records:
-            assert record.status in ("COMPLETED", "FAILED"), record
+            assert record.status in ("COMPLETED", "FAILED", "CANCELLED"), record
             assert (record.progress == 100) == (record.status == "COMPLETED"), record
             assert record.ended_at is not None, record
 
