@@ -67,6 +67,7 @@ EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
 ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
+SKIPPED_SHOWN_MS = 15_000
 DROP_HIGHLIGHT = (
     "QFrame#dropArea { border: 2px dashed palette(highlight); "
     "background-color: palette(alternate-base); }"
@@ -79,6 +80,13 @@ def local_paths(urls: list[PySide6.QtCore.QUrl]) -> list[Path]:
 
 def is_zip(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
+
+
+def accept_as_copy(event: QDropEvent | QDragMoveEvent) -> None:
+    """The app reads the dropped files and leaves them where they are: it tells the source so,
+    since a source that is told "move" may delete its file after the drop."""
+    event.setDropAction(Qt.DropAction.CopyAction)
+    event.accept()
 
 
 class MainWindow(QMainWindow):
@@ -366,26 +374,29 @@ class MainWindow(QMainWindow):
     def install_files(self, paths: list[Path]) -> int:
         """Start one install per archive; returns how many started.
 
-        Anything that is not an existing .zip refuses the whole batch with a message naming
-        the files, before the registry is touched.
+        Files that are not existing .zip files are skipped and named: beside archives, in the
+        status bar (the archives' confirmations come next); on their own, in a message.
         """
         unique = list(dict.fromkeys(path.absolute() for path in paths))
         not_zips = [path for path in unique if not is_zip(path)]
         missing = [path for path in unique if is_zip(path) and not path.is_file()]
-        if not_zips or missing:
-            parts = []
-            if not_zips:
-                names = ", ".join(path.name or str(path) for path in not_zips)
-                parts.append(f"These are not extension archives (.zip files): {names}.")
-            if missing:
-                names = ", ".join(str(path) for path in missing)
-                parts.append(f"These files cannot be found: {names}.")
-            parts.append("Nothing was installed. Choose or drop only .zip files.")
+        archives = [path for path in unique if path not in not_zips and path not in missing]
+        parts = []
+        if not_zips:
+            names = ", ".join(path.name or str(path) for path in not_zips)
+            parts.append(f"Not extension archives (.zip files): {names}.")
+        if missing:
+            names = ", ".join(str(path) for path in missing)
+            parts.append(f"Cannot be found: {names}.")
+        if parts and not archives:
+            parts.append("Nothing was installed. Choose or drop .zip files.")
             messages.show_error(self, "Cannot install these files", " ".join(parts))
             return 0
-        for path in unique:
+        if parts:
+            self.statusBar().showMessage("Skipped: " + " ".join(parts), SKIPPED_SHOWN_MS)
+        for path in archives:
             self.install_panel.start_install(path)
-        return len(unique)
+        return len(archives)
 
     def choose_files(self) -> None:
         settings = QSettings()
@@ -425,11 +436,11 @@ class MainWindow(QMainWindow):
             return
         # Accept any local files, so that a drop of the wrong kind can be explained; highlight
         # only when there is something installable.
-        event.acceptProposedAction()
+        accept_as_copy(event)
         self._set_drop_active(any(is_zip(path) for path in paths))
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        event.acceptProposedAction()
+        accept_as_copy(event)
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
         self._set_drop_active(False)
@@ -438,7 +449,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         self._set_drop_active(False)
         paths = local_paths(event.mimeData().urls())
-        event.acceptProposedAction()
+        accept_as_copy(event)
         self.install_files(paths)
 
     # -- managing --------------------------------------------------------------------------------

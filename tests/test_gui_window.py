@@ -199,19 +199,95 @@ def test_drag_enter_with_a_zip_highlights_the_window(
     assert not window.drop_active
 
 
-def test_drop_with_a_non_zip_is_refused_and_names_it(
-    window: MainWindow, registry: Registry, zips: dict[str, Path], seams: Seams, tmp_path: Path
+def test_a_drop_of_only_other_files_is_refused_and_names_them(
+    window: MainWindow, registry: Registry, seams: Seams, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    drop(window, [text, tmp_path / "gone.zip"])
+    assert len(seams.errors) == 1
+    _title, message = seams.errors[0]
+    assert "notes.txt" in message and "gone.zip" in message
+    assert "Nothing was installed" in message
+    assert window.install_panel.operations == []
+    assert registry.count_operations() == 0
+    assert not window.drop_active
+
+
+def test_a_mixed_drop_installs_the_archives_and_names_what_it_skipped(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    seams: Seams,
+    tmp_path: Path,
 ) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     drop(window, [zips["hello-world"], text])
-    assert len(seams.errors) == 1
-    _title, message = seams.errors[0]
-    assert "notes.txt" in message and "Nothing was installed" in message
-    assert "hello-world.zip" not in message
-    assert window.install_panel.operations == []
-    assert registry.count_operations() == 0
-    assert not window.drop_active
+    assert seams.errors == []
+    assert window.statusBar().currentMessage().startswith("Skipped: ")
+    assert "notes.txt" in window.statusBar().currentMessage()
+    wait_finished(qtbot, window, 1)
+    assert installed(registry, HELLO)
+    assert registry.count_operations() == 1
+
+
+def test_drops_are_taken_as_copies(window: MainWindow, zips: dict[str, Path]) -> None:
+    mime = mime_for([zips["hello-world"]])
+    enter = QDragEnterEvent(
+        QPointF(50, 50),
+        Qt.DropAction.MoveAction | Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    enter.setDropAction(Qt.DropAction.MoveAction)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted() and enter.dropAction() == Qt.DropAction.CopyAction
+    dropped = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.MoveAction | Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    dropped.setDropAction(Qt.DropAction.MoveAction)
+    QApplication.sendEvent(window, dropped)
+    assert dropped.isAccepted() and dropped.dropAction() == Qt.DropAction.CopyAction
+    assert zips["hello-world"].is_file()
+
+
+def test_a_drop_while_a_confirmation_is_open_waits_its_turn(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = open_real_dialog(qtbot, window, zips["word-count"], monkeypatch)
+    drop(window, [zips["hello-world"]])
+    qtbot.waitUntil(lambda: len(window.install_panel.operations) == 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: bool(window.install_panel._confirm_queue), timeout=WAIT_MS)
+    assert window.install_panel.confirm_dialog is first
+    first.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is first.default_button)
+    press(Qt.Key.Key_Return)  # yes to Word Count
+    qtbot.waitUntil(
+        lambda: (
+            window.install_panel.confirm_dialog is not None
+            and window.install_panel.confirm_dialog is not first
+            and window.install_panel.confirm_dialog.isVisible()
+        ),
+        timeout=WAIT_MS,
+    )
+    second = window.install_panel.confirm_dialog
+    assert second is not None and second.plan.manifest.id == HELLO
+    second.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is second.default_button)
+    press(Qt.Key.Key_Return)
+    wait_finished(qtbot, window, 2)
+    assert installed(registry, WORDS) and installed(registry, HELLO)
 
 
 def test_install_from_file_dialog(
