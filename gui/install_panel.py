@@ -617,8 +617,9 @@ class InstallPanel(QWidget):
 
     # -- closing ---------------------------------------------------------------------------------
 
-    def shutdown(self) -> None:
-        """Cancel everything that can be cancelled and wait for every worker to return."""
+    def stop_all(self) -> None:
+        """Cancel everything that can be cancelled and end what waits for an answer, without
+        waiting: the workers finish (rolling back) on their own."""
         self._closed = True
         self._active_timer.stop()
         self._scan_timer.stop()
@@ -631,6 +632,14 @@ class InstallPanel(QWidget):
             self._on_answered(self.confirming, accepted=False)
         while self._confirm_queue:
             self._answer(self._confirm_queue.popleft(), accepted=False)
+
+    @property
+    def busy(self) -> bool:
+        return self.pool.busy or self.long_pool.busy
+
+    def shutdown(self) -> None:
+        """Stop everything and wait for every worker to return."""
+        self.stop_all()
         # A step that finished just before the close has its result still queued for this
         # thread: deliver it, so that a recorded or planned operation is ended (declined) rather
         # than left waiting, and wait for what that starts.
@@ -638,5 +647,5 @@ class InstallPanel(QWidget):
             self.pool.wait()
             self.long_pool.wait()
             QCoreApplication.sendPostedEvents()
-            if not (self.pool.busy or self.long_pool.busy):
+            if not self.busy:
                 break

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import PySide6
-from PySide6.QtCore import QSettings, Qt, Signal, qVersion
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal, qVersion
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -68,6 +68,8 @@ ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
 SKIPPED_SHOWN_MS = 15_000
+# While quitting, how often to look whether the stopped workers are done (one frame).
+STOP_POLL_MS = 16
 DROP_HIGHLIGHT = (
     "QFrame#dropArea { border: 2px dashed palette(highlight); "
     "background-color: palette(alternate-base); }"
@@ -107,6 +109,7 @@ class MainWindow(QMainWindow):
         self.instance_server: InstanceServer | None = None
         self.config_dialog: ConfigDialog | None = None
         self.doctor_dialog: DoctorDialog | None = None
+        self._stop_timer: QTimer | None = None
         self.setWindowTitle("Extension Manager")
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
@@ -558,16 +561,50 @@ class MainWindow(QMainWindow):
             self.install_panel.start_scanning()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closed and self._stop_timer is None and self.install_panel.active_count:
+            if not self._ask_to_stop(self.install_panel.active_count):
+                event.ignore()
+                return
+            # Stop without waiting here: the window goes at once, the workers roll back on
+            # their own, and the window really closes (ending the app) when they are done.
+            event.ignore()
+            self.save_geometry()
+            self.hide()
+            self.install_panel.stop_all()
+            self._stop_timer = QTimer(self)
+            self._stop_timer.setInterval(STOP_POLL_MS)
+            self._stop_timer.timeout.connect(self._close_when_stopped)
+            self._stop_timer.start()
+            return
         if not self._closed:
             self._closed = True
-            self.save_geometry()
+            if self._stop_timer is None:
+                self.save_geometry()
             if self.instance_server is not None:
                 self.instance_server.close()
             # Cancel what can be cancelled and wait: no worker may outlive the window.
             self.install_panel.shutdown()
-            self.pool.wait()
-            self.long_pool.wait()
         super().closeEvent(event)
+
+    @property
+    def closed(self) -> bool:
+        """Closed for good: every worker has returned (quitting may first stop them)."""
+        return self._closed
+
+    def _ask_to_stop(self, running: int) -> bool:
+        what = "1 install or uninstall is" if running == 1 else f"{running} operations are"
+        return messages.ask(
+            self,
+            "Stop and quit?",
+            f"{what} not finished. Stop and quit? Whatever has not finished is rolled back, "
+            "so nothing is changed.",
+            "Stop and quit",
+        )
+
+    def _close_when_stopped(self) -> None:
+        if not self.install_panel.busy and self._stop_timer is not None:
+            self._stop_timer.stop()
+            self.close()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)

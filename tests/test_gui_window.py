@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from examples.build_examples import build_all
@@ -98,7 +98,14 @@ def window(qtbot: QtBot, registry: Registry) -> Iterator[MainWindow]:
     qtbot.addWidget(main_window)
     main_window.show()
     yield main_window
-    main_window.close()  # cancels and waits for every worker
+    close_for_good(qtbot, main_window)
+
+
+def close_for_good(qtbot: QtBot, window: MainWindow) -> None:
+    """Close as a person does (saying yes to stopping what runs) and wait until it is gone."""
+    window.close()
+    qtbot.waitUntil(lambda: window.closed, timeout=WAIT_MS)
+    assert not window.install_panel.busy
 
 
 def mime_for(paths: list[Path]) -> QMimeData:
@@ -616,10 +623,82 @@ def test_window_close_cancels_a_waiting_install(
     monkeypatch.setattr(ConfirmDialog, "ask", staticmethod(never_answered))
     operation = main_window.install_panel.start_install(zips["hello-world"])
     qtbot.waitUntil(lambda: bool(reached), timeout=WAIT_MS)
-    assert main_window.pool.wait(WAIT_MS) and main_window.long_pool.wait(WAIT_MS)
+    qtbot.waitUntil(lambda: main_window.closed, timeout=WAIT_MS)
     assert operation.install_id is not None
     assert registry.get_operation(operation.install_id).status == "CANCELLED"
     assert not installed(registry, HELLO)
+
+
+REAL_MESSAGES_ASK = messages.ask
+
+
+def answer_question(button_text: str | None) -> None:
+    """Once the question box is up and has the focus: press Return (its default button is
+    Cancel), or click the button ``button_text``. Polled, since the box blocks the caller."""
+    timer = QTimer()
+
+    def respond() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox) or not box.isVisible():
+            return
+        focused = QApplication.focusWidget()
+        if focused is None or focused.window() is not box:
+            box.activateWindow()
+            return
+        timer.stop()
+        if button_text is None:
+            press(Qt.Key.Key_Return)
+        else:
+            (button,) = [b for b in box.buttons() if b.text() == button_text]
+            QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+
+    timer.timeout.connect(respond)
+    timer.start(10)
+    ANSWERING.append(timer)
+
+
+# Keeps each answering timer alive until it has answered.
+ANSWERING: list[QTimer] = []
+
+
+def test_quitting_during_an_install_asks_then_stops_without_waiting(
+    qtbot: QtBot,
+    registry: Registry,
+    zips: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(messages, "ask", REAL_MESSAGES_ASK)
+    armed, release = threading.Event(), threading.Event()
+
+    def hold_while_extracting(install_id: int, step: str) -> None:
+        if step == "Extracting files" and armed.is_set():
+            assert release.wait(WAIT_MS / 1000)
+
+    window = MainWindow(registry, installer=Installer(registry, on_step=hold_while_extracting))
+    qtbot.addWidget(window)
+    window.show()
+    assert window.install_panel.start_install(zips["hello-world"])
+    wait_finished(qtbot, window, 1)
+    armed.set()
+    operation = window.install_panel.start_install(big_zip(tmp_path / "big.zip"))
+    qtbot.waitUntil(lambda: operation.row.step_label.text() == "Extracting files", timeout=WAIT_MS)
+    try:
+        answer_question(None)  # Return: Cancel is the default
+        window.close()
+        assert window.isVisible() and not window.closed
+        answer_question("Stop and quit")
+        window.close()
+        # The window went at once, while the install is still held inside its worker.
+        assert not window.isVisible() and window.install_panel.busy and not window.closed
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: window.closed, timeout=WAIT_MS)
+    assert operation.install_id is not None
+    record = registry.get_operation(operation.install_id)
+    assert (record.status, record.error) == ("CANCELLED", "Cancelled: nothing was changed.")
+    assert [(e.id, e.version) for e in registry.list_extensions()] == [(HELLO, "1.0.0")]
+    assert list(registry.paths.staging.iterdir()) == []
 
 
 def test_closing_while_installs_are_recorded_and_planned_leaves_none_waiting(
@@ -631,7 +710,8 @@ def test_closing_while_installs_are_recorded_and_planned_leaves_none_waiting(
     archives = [*zips.values(), big_zip(tmp_path / "big.zip")]
     for archive in archives:
         main_window.install_panel.start_install(archive)
-    main_window.close()  # at once: some are being recorded, some planned, some waiting
+    # At once: some are being recorded, some planned, some waiting.
+    close_for_good(qtbot, main_window)
     assert main_window.install_panel.operations
     assert registry.list_operations(active_only=True) == []
     assert len(registry.list_operations()) == len(archives)

@@ -188,6 +188,7 @@ def test_unexpected_exception_is_shown_logged_to_a_file_and_the_app_keeps_runnin
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     root = logging.getLogger()
     handlers_before = list(root.handlers)
+    level_before = root.level
     log_file = main.setup_logging(verbose=False, log_dir=tmp_path / "logs")
     try:
         install_exception_hook()
@@ -196,6 +197,9 @@ def test_unexpected_exception_is_shown_logged_to_a_file_and_the_app_keeps_runnin
         except RuntimeError as error:
             sys.excepthook(type(error), error, error.__traceback__)
     finally:
+        # setup_logging lowers the root level to DEBUG: later tests must not capture every
+        # query peewee logs.
+        root.setLevel(level_before)
         for handler in root.handlers[:]:
             if handler not in handlers_before:
                 handler.close()
