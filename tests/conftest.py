@@ -1,4 +1,5 @@
-"""Test setup: headless Qt, and every user folder (config, data, logs) inside a temp dir."""
+"""Test setup: real windows on a virtual screen, and every user folder (config, data, logs)
+inside a temp dir."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-# Before anything imports Qt or platformdirs: no display, and never touch the real home.
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
+# Before anything imports Qt or platformdirs: never touch the real home (the Qt platform is
+# chosen in pytest_configure, once pytest-xvfb has started the virtual screen or not).
 _USER_DIRS = Path(tempfile.mkdtemp(prefix="extension-manager-tests-"))
 for variable in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
     os.environ[variable] = str(_USER_DIRS / variable.lower())
@@ -96,6 +97,17 @@ def v1_paths(paths: DataPaths) -> DataPaths:
     paths.root.mkdir(parents=True)
     shutil.copyfile(FIXTURES / "registry-v1.db", paths.database)
     return paths
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The GUI tests run on the real X11 platform (xcb) on the virtual screen pytest-xvfb
+    started: real focus, real key handling, real window-manager-free X. Without that screen
+    (``--no-xvfb``, or no Xvfb installed) they fall back to the offscreen platform."""
+    import pytest_xvfb
+
+    has_virtual_screen = pytest_xvfb.xvfb_instance is not None
+    os.environ["QT_QPA_PLATFORM"] = "xcb" if has_virtual_screen else "offscreen"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,4 +1,5 @@
-"""The window's install, manage and history flows, driven like a person would (offscreen)."""
+"""The window's install, manage and history flows, driven like a person would: real dialogs,
+real key presses, on the real X11 platform (a virtual screen, see ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
