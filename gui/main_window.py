@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QDragLeaveEvent,
     QDragMoveEvent,
     QDropEvent,
+    QGuiApplication,
     QKeySequence,
     QPaintEvent,
     QShortcut,
@@ -68,6 +69,8 @@ ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
 SKIPPED_SHOWN_MS = 15_000
+# The share of the screen's free area the window may take at most.
+SCREEN_SHARE = 0.9
 # While quitting, how often to look whether the stopped workers are done (one frame).
 STOP_POLL_MS = 16
 DROP_HIGHLIGHT = (
@@ -549,6 +552,22 @@ class MainWindow(QMainWindow):
         splitter = settings.value("window/splitter")
         if splitter is not None:
             self.splitter.restoreState(splitter)
+        self._fit_on_screen()
+
+    def _fit_on_screen(self) -> None:
+        """Never larger than the screen's free area (at 2x scaling the default size is not)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        width = min(self.width(), int(available.width() * SCREEN_SHARE))
+        height = min(self.height(), int(available.height() * SCREEN_SHARE))
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+            self.move(
+                available.x() + (available.width() - width) // 2,
+                available.y() + (available.height() - height) // 2,
+            )
 
     def save_geometry(self) -> None:
         settings = QSettings()

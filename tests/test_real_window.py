@@ -108,3 +108,21 @@ def test_cancelling_the_rescue_quits_and_changes_nothing(
     assert process.wait(timeout=WINDOW_SECONDS) == 1
     assert not (data / "registry.db").exists()
     assert (data / "extensions" / "example.word-count" / "manifest.json").is_file()
+
+
+def test_at_twice_the_scale_the_first_window_fits_the_screen(
+    app_process: tuple[Path, list[subprocess.Popen[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, started = app_process
+    monkeypatch.setenv("QT_SCALE_FACTOR", "2")
+    process = launch(data, started)
+    window = window_titled("Extension Manager")
+    screen_width, screen_height = map(int, xdotool("getdisplaygeometry").split())
+    geometry = dict(
+        line.strip().split(": ", 1)
+        for line in xdotool("getwindowgeometry", window).splitlines()[1:]
+    )
+    width, height = map(int, geometry["Geometry"].split("x"))
+    assert width <= screen_width and height <= screen_height, (geometry, output_of(data))
+    keys(window, "ctrl+q")
+    assert process.wait(timeout=WINDOW_SECONDS) == 0
