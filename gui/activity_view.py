@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor, QShowEvent
+from PySide6.QtGui import QBrush, QGuiApplication, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
+from gui import colors
 from gui.table_model import Index, RecordTableModel
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
@@ -95,10 +96,11 @@ class ActivityModel(RecordTableModel):
             if column == ERROR:
                 return record.error or ""
         if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
+            palette = QGuiApplication.palette()
             if record.status == OperationStatus.FAILED:
-                return QBrush(QColor("#b3261e"))
+                return QBrush(colors.error_color(palette))
             if record.status == OperationStatus.COMPLETED:
-                return QBrush(QColor("#1b7f3b"))
+                return QBrush(colors.success_color(palette))
         return None
 
 

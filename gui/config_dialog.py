@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import colors
 from gui.workers import WorkerPool
 from registry.store import ConfigValue, ExtensionRecord, Registry
 
@@ -99,7 +100,7 @@ class ConfigDialog(QDialog):
         self.error_label.setObjectName("configError")
         self.error_label.setTextFormat(Qt.TextFormat.PlainText)
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b3261e;")
+        self.error_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
         self.error_label.hide()
 
         self.buttons = QDialogButtonBox(

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
+from gui import colors
 from registry.installer import InstallPlan, format_bytes
 from registry.vocabulary import OperationKind
 
@@ -33,13 +34,14 @@ class ConfirmDialog(QDialog):
         self.plan = plan
         manifest = plan.manifest
         verb = plan.kind.verb
+        hint = colors.hint_color(self.palette()).name()
         self.setWindowTitle(f"{verb} {manifest.name}?")
         self.setObjectName("confirmDialog")
         self.setMinimumWidth(460)
 
         heading = _label(
             f"<span style='font-size:15pt; font-weight:600'>{escape(manifest.name)}</span>"
-            f"<br><span style='color:gray'>{escape(manifest.id)} · version "
+            f"<br><span style='color:{hint}'>{escape(manifest.id)} · version "
             f"{escape(str(manifest.version))}</span>",
             rich=True,
         )
@@ -48,7 +50,7 @@ class ConfirmDialog(QDialog):
         change_font.setBold(True)
         self.change_label.setFont(change_font)
         if plan.kind == OperationKind.DOWNGRADE:
-            self.change_label.setStyleSheet("color: #b3261e;")
+            self.change_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -61,7 +63,7 @@ class ConfirmDialog(QDialog):
         )
         if plan.permissions:
             items = "".join(
-                f"<li>{escape(words)} <span style='color:gray'>({escape(name)})</span></li>"
+                f"<li>{escape(words)} <span style='color:{hint}'>({escape(name)})</span></li>"
                 for name, words in plan.permissions
             )
             self.permissions_label = _label(

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import colors
 from registry.permissions import PERMISSIONS
 from registry.store import ExtensionRecord
 
@@ -148,7 +149,9 @@ class DetailsPane(QWidget):
         self.placeholder = QLabel(NO_SELECTION_TEXT)
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setWordWrap(True)
-        self.placeholder.setStyleSheet("color: palette(mid); padding: 24px;")
+        self.placeholder.setStyleSheet(
+            colors.style(colors.hint_color(self.palette())) + " padding: 24px;"
+        )
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import colors
 from gui.confirm_dialog import ConfirmDialog
 from gui.workers import WorkerPool
 from registry.errors import RegistryError
@@ -51,7 +52,6 @@ EXTERNAL_SCAN_MS = 500
 # A success or a cancel needs no action: its row goes away by itself after a moment. A failure
 # stays until dismissed.
 COMPLETED_ROW_LINGER_MS = 4000
-FAILURE_STYLE = "color: #b3261e;"
 
 
 class OperationRow(QFrame):
@@ -72,7 +72,7 @@ class OperationRow(QFrame):
         self.title_label.setFont(font)
         self.change_label = QLabel()
         self.change_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.change_label.setStyleSheet("color: palette(mid);")
+        self.change_label.setStyleSheet(colors.style(colors.hint_color(self.palette())))
         self.step_label = QLabel("Waiting to start")
         self.step_label.setTextFormat(Qt.TextFormat.PlainText)
         self.step_label.setAccessibleName("Current step")
@@ -148,7 +148,7 @@ class OperationRow(QFrame):
             self.step_label.setText(record.current_step)
 
     def show_failure(self, message: str) -> None:
-        self.show_ended("Failed", message, FAILURE_STYLE)
+        self.show_ended("Failed", message, colors.style(colors.error_color(self.palette())))
 
     def show_ended(self, step: str, message: str, style: str) -> None:
         self.step_label.setText(step)

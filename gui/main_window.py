@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import desktop, messages
+from gui import colors, desktop, messages
 from gui.activity_view import ActivityView
 from gui.config_dialog import ConfigDialog
 from gui.details_pane import DetailsPane
@@ -157,7 +157,9 @@ class MainWindow(QMainWindow):
         self.empty_label.setObjectName("emptyState")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
-        self.empty_label.setStyleSheet("color: palette(mid); font-size: 15px; padding: 24px;")
+        self.empty_label.setStyleSheet(
+            colors.style(colors.hint_color(self.palette())) + " font-size: 15px; padding: 24px;"
+        )
 
         self.list_stack = QStackedWidget()
         self.list_stack.addWidget(self.empty_label)
