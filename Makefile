@@ -28,6 +28,7 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py --dark
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -22,7 +22,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 import assets
-from gui import messages
+from gui import colors, messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
 from migrations.runner import RESCUE_HINT
@@ -61,6 +61,8 @@ def ensure_application() -> QApplication:
     app.setApplicationVersion(APP_VERSION)
     app.setDesktopFileName(assets.APP_ID)
     app.setWindowIcon(application_icon())
+    # The desktop theme's palette, with hints that stay readable (some dark themes' are not).
+    app.setPalette(colors.with_readable_placeholders(app.palette()))
     return app
 
 

@@ -67,6 +67,43 @@ def hint_color(palette: QPalette) -> QColor:
     return text
 
 
+def dark_palette() -> QPalette:
+    """A dark palette like many desktops' dark themes (for screenshots and tests), including
+    their too-faint placeholder grey."""
+    palette = QPalette()
+    for role, color in (
+        (QPalette.ColorRole.Window, "#202124"),
+        (QPalette.ColorRole.WindowText, "#e8eaed"),
+        (QPalette.ColorRole.Base, "#171717"),
+        (QPalette.ColorRole.AlternateBase, "#2a2a2a"),
+        (QPalette.ColorRole.Text, "#e8eaed"),
+        (QPalette.ColorRole.Button, "#303134"),
+        (QPalette.ColorRole.ButtonText, "#e8eaed"),
+        (QPalette.ColorRole.Highlight, "#8ab4f8"),
+        (QPalette.ColorRole.Link, "#8ab4f8"),
+        (QPalette.ColorRole.HighlightedText, "#202124"),
+        (QPalette.ColorRole.PlaceholderText, "#5f6368"),
+        (QPalette.ColorRole.Mid, "#3c4043"),
+    ):
+        palette.setColor(role, QColor(color))
+    return palette
+
+
+def with_readable_placeholders(palette: QPalette) -> QPalette:
+    """``palette`` with its placeholder text (the filter box's hint) made readable on the
+    field's background if the theme's own grey is too faint."""
+    base = palette.color(QPalette.ColorRole.Base)
+    placeholder = palette.color(QPalette.ColorRole.PlaceholderText)
+    if contrast(placeholder, base) >= MINIMUM_CONTRAST:
+        return palette
+    fixed = QPalette(palette)
+    on_base = QPalette(palette)
+    on_base.setColor(QPalette.ColorRole.Window, base)
+    on_base.setColor(QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.Text))
+    fixed.setColor(QPalette.ColorRole.PlaceholderText, hint_color(on_base))
+    return fixed
+
+
 def style(color: QColor) -> str:
     """A style sheet rule setting the text colour."""
     return f"color: {color.name()};"

@@ -19,29 +19,11 @@ from gui.main_window import MainWindow
 from registry.store import Registry
 
 
-def dark_palette() -> QPalette:
-    palette = QPalette()
-    for role, color in (
-        (QPalette.ColorRole.Window, "#202124"),
-        (QPalette.ColorRole.WindowText, "#e8eaed"),
-        (QPalette.ColorRole.Base, "#171717"),
-        (QPalette.ColorRole.AlternateBase, "#2a2a2a"),
-        (QPalette.ColorRole.Text, "#e8eaed"),
-        (QPalette.ColorRole.Button, "#303134"),
-        (QPalette.ColorRole.ButtonText, "#e8eaed"),
-        # What many dark themes ship: a grey that is hard to read on the window colour.
-        (QPalette.ColorRole.PlaceholderText, "#5f6368"),
-        (QPalette.ColorRole.Mid, "#3c4043"),
-    ):
-        palette.setColor(role, QColor(color))
-    return palette
-
-
 @pytest.fixture(params=["light", "dark"])
 def palette(request: pytest.FixtureRequest, qapp: QApplication) -> Iterator[QPalette]:
     app = ensure_application()
     before = app.palette()
-    chosen = app.style().standardPalette() if request.param == "light" else dark_palette()
+    chosen = app.style().standardPalette() if request.param == "light" else colors.dark_palette()
     app.setPalette(chosen)
     yield chosen
     app.setPalette(before)
@@ -57,6 +39,14 @@ def assert_readable(label: QLabel, on: QWidget) -> None:
     background = on.palette().color(QPalette.ColorRole.Window)
     ratio = colors.contrast(text_colour(label), background)
     assert ratio >= colors.MINIMUM_CONTRAST, (label.text(), round(ratio, 2))
+
+
+def test_placeholder_text_is_made_readable_on_its_field(palette: QPalette) -> None:
+    fixed = colors.with_readable_placeholders(palette)
+    ratio = colors.contrast(
+        fixed.color(QPalette.ColorRole.PlaceholderText), fixed.color(QPalette.ColorRole.Base)
+    )
+    assert ratio >= colors.MINIMUM_CONTRAST
 
 
 def test_the_colours_themselves_are_readable(palette: QPalette) -> None:

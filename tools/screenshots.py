@@ -20,6 +20,9 @@ SIZE = (1040, 660)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("outdir", nargs="?", default=str(REPO_ROOT / "docs" / "screenshots"))
+    parser.add_argument(
+        "--dark", action="store_true", help="in a dark palette (files end in -dark.png)"
+    )
     args = parser.parse_args(argv)
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -42,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     from registry.vocabulary import OperationKind
 
     app = ensure_application()
+    suffix = ""
+    if args.dark:
+        from gui.colors import dark_palette, with_readable_placeholders
+
+        app.setStyle("Fusion")
+        app.setPalette(with_readable_placeholders(dark_palette()))
+        suffix = "-dark"
     registry = open_registry(scratch / "data")
     installer = Installer(registry)
     archives = {path.stem: path for path in build_all(scratch / "zips")}
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(widget: QWidget, name: str) -> None:
         settle()
-        target = outdir / f"{name}.png"
+        target = outdir / f"{name}{suffix}.png"
         widget.grab().save(str(target))
         print(target)
 
@@ -114,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     window.show_activity()
     save(window, "06-activity")
 
+    # The rows above were stills with no worker behind them: nothing to stop when closing.
+    for operation in panel.operations:
+        operation.final = True
     window.close()
     registry.close()
     app.processEvents()
