@@ -57,6 +57,9 @@ class ConfirmDialog(QDialog):
         if manifest.description:
             form.addRow("Description:", _label(manifest.description))
         form.addRow("Author:", _label(manifest.author or "Not given"))
+        form.addRow("Licence:", _label(manifest.license or "Not given"))
+        if manifest.homepage:
+            form.addRow("Homepage:", _label(manifest.homepage))
         form.addRow(
             "Capabilities:",
             _label(", ".join(manifest.capabilities) if manifest.capabilities else "None"),

@@ -84,6 +84,7 @@ class DetailsPane(QWidget):
         self.description_label = _value_label("Description")
         self.version_label = _value_label("Version")
         self.author_label = _value_label("Author")
+        self.license_label = _value_label("Licence")
         self.homepage_label = QLabel()
         self.homepage_label.setObjectName("Homepage")
         self.homepage_label.setAccessibleName("Homepage")
@@ -101,6 +102,7 @@ class DetailsPane(QWidget):
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Version:", self.version_label)
         form.addRow("Author:", self.author_label)
+        form.addRow("Licence:", self.license_label)
         form.addRow("Homepage:", self.homepage_label)
         form.addRow("Capabilities:", self.capabilities_label)
         form.addRow("Permissions:", self.permissions_label)
@@ -174,6 +176,7 @@ class DetailsPane(QWidget):
         self.description_label.setText(record.description or "No description.")
         self.version_label.setText(record.version)
         self.author_label.setText(record.author or "Not given")
+        self.license_label.setText(record.license or "Not given")
         if record.homepage:
             url = escape(record.homepage, quote=True)
             self.homepage_label.setText(f'<a href="{url}">{escape(record.homepage)}</a>')

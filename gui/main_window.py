@@ -30,10 +30,12 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QFrame,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -51,6 +53,7 @@ from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
 from gui.workers import LONG_WORKERS, SHORT_WORKERS, WorkerPool
 from registry.installer import Installer
+from registry.paths import default_log_dir
 from registry.store import (
     SQLITE_VERSION,
     ExtensionRecord,
@@ -168,7 +171,14 @@ class MainWindow(QMainWindow):
         list_panel = QWidget()
         list_layout = QVBoxLayout(list_panel)
         list_layout.setContentsMargins(0, 6, 0, 0)
-        list_layout.addWidget(self.filter_edit)
+        self.install_button = QPushButton("Install from file…")
+        self.install_button.setAccessibleName("Install extensions from .zip files")
+        self.install_button.setToolTip("Or drop .zip files anywhere on the window (Ctrl+O)")
+        self.install_button.clicked.connect(self.choose_files)
+        filter_line = QHBoxLayout()
+        filter_line.addWidget(self.filter_edit, 1)
+        filter_line.addWidget(self.install_button)
+        list_layout.addLayout(filter_line)
         list_layout.addWidget(self.list_stack)
 
         self.activity_view = ActivityView(registry)
@@ -372,6 +382,10 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self.refresh()
+        installed = record.status == OperationStatus.COMPLETED and record.kind != "UNINSTALL"
+        # What was just installed is what the person wants to look at next.
+        if installed and record.extension_id and self.selected_extension_id() is None:
+            self.select_extension(record.extension_id)
         if record.status == OperationStatus.COMPLETED:
             version = record.to_version if record.kind != "UNINSTALL" else record.from_version
             done = f"{kind_of(record.kind).done} {title} {version or ''}".rstrip()
@@ -538,7 +552,8 @@ class MainWindow(QMainWindow):
             f"SQLite {SQLITE_VERSION}\n"
             f"Python {platform.python_version()}\n\n"
             f"Registry schema version {self.registry.schema_version()}\n"
-            f"Data folder: {self.registry.paths.root}"
+            f"Data folder: {self.registry.paths.root}\n"
+            f"Log files: {default_log_dir()}"
         )
 
     def show_about(self) -> None:

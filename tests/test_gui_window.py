@@ -26,7 +26,7 @@ from gui.confirm_dialog import ConfirmDialog
 from gui.install_panel import OperationRow
 from gui.main_window import MainWindow
 from registry.installer import Installer, InstallPlan
-from registry.paths import DataPaths
+from registry.paths import DataPaths, default_log_dir
 from registry.store import Registry
 from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind
@@ -971,3 +971,24 @@ def test_shortcuts(window: MainWindow) -> None:
     assert shortcuts["&Uninstall…"] == "Del"
     assert shortcuts["&Refresh"] == "F5"
     assert shortcuts["&Activity"] == "Ctrl+H"
+
+
+def test_the_install_button_opens_the_file_dialog_and_the_new_install_is_selected(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def pick(*args: object) -> tuple[list[str], str]:
+        return [str(zips["word-count"])], ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", staticmethod(pick))
+    assert window.install_button.isVisible()
+    QTest.mouseClick(window.install_button, Qt.MouseButton.LeftButton)
+    wait_finished(qtbot, window, 1)
+    qtbot.waitUntil(lambda: window.selected_extension_id() == WORDS, timeout=WAIT_MS)
+    assert window.details.name_label.text() == "Word Count"
+    assert window.details.license_label.text() == "MIT"
+    assert window.statusBar().currentMessage() == "Installed Word Count 1.2.0."
+    assert str(default_log_dir()) in window.about_text()
