@@ -25,7 +25,7 @@ from gui.config_dialog import ConfigDialog
 from gui.confirm_dialog import ConfirmDialog
 from gui.install_panel import OperationRow
 from gui.main_window import MainWindow
-from registry.installer import Installer, InstallPlan
+from registry.installer import COMMITTED, Installer, InstallPlan
 from registry.paths import DataPaths, default_log_dir
 from registry.store import Registry
 from registry.version import APP_VERSION
@@ -992,3 +992,38 @@ def test_the_install_button_opens_the_file_dialog_and_the_new_install_is_selecte
     assert window.details.license_label.text() == "MIT"
     assert window.statusBar().currentMessage() == "Installed Word Count 1.2.0."
     assert str(default_log_dir()) in window.about_text()
+
+
+def test_dismissing_a_finished_row_while_its_worker_cleans_up_is_harmless(
+    qtbot: QtBot, registry: Registry, zips: dict[str, Path]
+) -> None:
+    # The registry says "Upgraded" as soon as it commits; the worker then still removes the old
+    # version. A row dismissed in between must not be touched when the worker reports back.
+    release = threading.Event()
+
+    def hold_after_commit(install_id: int, step: str) -> None:
+        if step == COMMITTED:
+            assert release.wait(WAIT_MS / 1000)
+
+    window = MainWindow(registry, installer=Installer(registry, on_step=hold_after_commit))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        first = window.install_panel.start_install(zips["hello-world"])
+        qtbot.waitUntil(lambda: first.final, timeout=WAIT_MS)
+        release.set()
+        wait_finished(qtbot, window, 1)
+        release.clear()
+        upgrade = window.install_panel.start_install(zips["hello-world-1.1"])
+        qtbot.waitUntil(lambda: upgrade.final, timeout=WAIT_MS)
+        assert window.long_pool.busy  # the worker is still held after its commit
+        QTest.mouseClick(upgrade.row.dismiss_button, Qt.MouseButton.LeftButton)
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    finally:
+        release.set()
+    # Busy ends with the worker's last signal, after its report reached the dismissed row.
+    qtbot.waitUntil(lambda: not window.install_panel.busy, timeout=WAIT_MS)
+    assert upgrade not in window.install_panel.operations
+    record = registry.get_extension(HELLO)
+    assert record is not None and record.version == "1.1.0"
+    close_for_good(qtbot, window)
