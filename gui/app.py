@@ -174,11 +174,15 @@ class LaunchController(QObject):
         )
         # The problem's own advice names the command line; here the buttons are the way out.
         problem = (options.problem or "").replace(RESCUE_HINT, "").strip()
+        restoring = (
+            "Restoring the backup brings back the registry as it was when the backup was taken. "
+            if options.backup is not None
+            else "There is no backup to restore. "
+        )
         text = (
-            f"{problem}\n\nRestoring the backup brings back the registry as it was "
-            "when the backup was taken. Re-registering starts a new registry and records every "
-            "extension found on disk (their settings and history are lost). Either way the "
-            "damaged file, if any, is kept beside the registry; nothing is deleted."
+            f"{problem}\n\n{restoring}Re-registering starts a new registry and records every "
+            "extension found on disk (their settings and history are lost). Nothing is deleted: "
+            "a damaged registry file is kept beside the new one."
         )
         chosen = messages.choose(
             None,

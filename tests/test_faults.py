@@ -992,6 +992,9 @@ def test_window_offers_the_rescue_and_continues_launching(
     try:
         [(text, choices)] = asked
         assert "is missing" in text
+        # A window user is not sent to the command line, nor offered a backup there is none of.
+        assert "extension-manager rescue" not in text
+        assert "There is no backup to restore." in text
         assert choices == ["Re-register the 2 extension(s) on disk"]
         if answer is None:
             assert controller.exit_code == 1 and controller.window is None
