@@ -7,9 +7,10 @@ The pane only shows a record and says which button was pressed; the window runs 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QStackedWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -27,6 +29,44 @@ from registry.permissions import PERMISSIONS
 from registry.store import ExtensionRecord
 
 NO_SELECTION_TEXT = "Select an extension to see its details."
+# A README larger than this is not shown (it is still on disk, in the extension's folder).
+README_MAX_BYTES = 256 * 1024
+
+
+class ReadmeView(QTextBrowser):
+    """An extension's own README.md, rendered as Markdown. Nothing it refers to is loaded:
+    no remote images or pages, and no local files (a README could point anywhere on the
+    disk); links open in the person's browser only when clicked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("readme")
+        self.setAccessibleName("The extension's README")
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._open_link)
+        self.setFrameShape(QTextBrowser.Shape.NoFrame)
+        self.setMinimumHeight(120)
+
+    def loadResource(self, kind: int, name: QUrl | str) -> object:
+        return None
+
+    def _open_link(self, url: QUrl) -> None:
+        if url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+
+    def show_readme(self, folder: Path) -> None:
+        readme = folder / "README.md"
+        try:
+            with readme.open("rb") as handle:
+                data = handle.read(README_MAX_BYTES + 1)
+        except OSError:
+            self.hide()
+            return
+        if len(data) > README_MAX_BYTES:
+            self.setPlainText(f"The README is too large to show here; it is {readme}.")
+        else:
+            self.setMarkdown(data.decode("utf-8", errors="replace"))
+        self.show()
 
 
 def _long_value(name: str) -> QLineEdit:
@@ -135,7 +175,8 @@ class DetailsPane(QWidget):
         content_layout.addLayout(heading)
         content_layout.addWidget(self.description_label)
         content_layout.addLayout(form)
-        content_layout.addStretch(1)
+        self.readme_view = ReadmeView()
+        content_layout.addWidget(self.readme_view, 1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(content)
@@ -203,6 +244,7 @@ class DetailsPane(QWidget):
             field.setText(text)
             field.setToolTip(text)
             field.setCursorPosition(0)
+        self.readme_view.show_readme(Path(record.install_path))
         self.enable_button.setText("Disable" if record.enabled else "Enable")
         self.enable_button.setEnabled(True)
         self.configure_button.setEnabled(bool(record.config_defaults))

@@ -1027,3 +1027,17 @@ def test_dismissing_a_finished_row_while_its_worker_cleans_up_is_harmless(
     record = registry.get_extension(HELLO)
     assert record is not None and record.version == "1.1.0"
     close_for_good(qtbot, window)
+
+
+def test_the_details_show_the_extensions_own_readme_and_load_nothing_it_points_to(
+    qtbot: QtBot, window: MainWindow, registry: Registry, zips: dict[str, Path], tmp_path: Path
+) -> None:
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    readme = window.details.readme_view
+    assert readme.isVisibleTo(window)
+    assert readme.toPlainText().startswith("Word Count")
+    assert "Count words" in readme.toPlainText()
+    # Whatever a README refers to, on the network or on this disk, is never loaded.
+    for target in ("https://example.com/tracker.png", "/etc/hostname", "icon.png"):
+        assert readme.loadResource(2, QUrl(target)) is None
