@@ -10,14 +10,14 @@ from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -69,15 +69,40 @@ class ReadmeView(QTextBrowser):
         self.show()
 
 
-def _long_value(name: str) -> QLineEdit:
-    """A path or a hash has no place to wrap: show it in a read-only line that scrolls."""
-    field = QLineEdit()
-    field.setObjectName(name)
-    field.setReadOnly(True)
-    field.setFrame(False)
-    field.setAccessibleName(name)
-    field.setStyleSheet("background: transparent;")
-    return field
+class ElidedValue(QLabel):
+    """A path or a hash, which has no place to wrap: shortened with "…" where it does not fit
+    (in the middle for paths, which differ at both ends), never cut through a character. The
+    whole value is the tooltip, and "Copy" in the context menu copies all of it."""
+
+    def __init__(self, name: str, mode: Qt.TextElideMode) -> None:
+        super().__init__()
+        self.setObjectName(name)
+        self.setAccessibleName(name)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._mode = mode
+        self._full: str = ""
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        copy = QAction("Copy", self)
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(self._full))
+        self.addAction(copy)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_value(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, self._mode, max(self.width(), 1))
+        if shown != self.text():
+            self.setText(shown)
 
 
 def _value_label(name: str) -> QLabel:
@@ -133,8 +158,8 @@ class DetailsPane(QWidget):
         self.homepage_label.setWordWrap(True)
         self.capabilities_label = _value_label("Capabilities")
         self.permissions_label = _value_label("Permissions")
-        self.path_label = _long_value("Install folder")
-        self.sha_label = _long_value("Archive SHA-256")
+        self.path_label = ElidedValue("Install folder", Qt.TextElideMode.ElideMiddle)
+        self.sha_label = ElidedValue("Archive SHA-256", Qt.TextElideMode.ElideRight)
         self.installed_label = _value_label("Installed")
 
         form = QFormLayout()
@@ -237,13 +262,8 @@ class DetailsPane(QWidget):
             f"{record.installed_at[:16].replace('T', ' ')} (updated "
             f"{record.updated_at[:16].replace('T', ' ')})"
         )
-        for field, text in (
-            (self.path_label, record.install_path),
-            (self.sha_label, record.archive_sha256),
-        ):
-            field.setText(text)
-            field.setToolTip(text)
-            field.setCursorPosition(0)
+        self.path_label.set_value(record.install_path)
+        self.sha_label.set_value(record.archive_sha256)
         self.readme_view.show_readme(Path(record.install_path))
         self.enable_button.setText("Disable" if record.enabled else "Enable")
         self.enable_button.setEnabled(True)

@@ -771,8 +771,8 @@ def test_details_show_the_selected_extension(
     assert details.name_label.text() == "Word Count"
     assert "Read files on your computer" in details.permissions_label.text()
     assert "example.org/extensions/word-count" in details.homepage_label.text()
-    assert details.path_label.text().endswith(WORDS)
-    assert len(details.sha_label.text()) == 64
+    assert details.path_label.full_text().endswith(WORDS)
+    assert len(details.sha_label.full_text()) == 64
     opened: list[Path] = []
 
     def fake_open(path: Path) -> bool:
@@ -781,7 +781,7 @@ def test_details_show_the_selected_extension(
 
     monkeypatch.setattr(desktop, "open_folder", fake_open)
     details.open_folder_button.click()
-    assert opened == [Path(details.path_label.text())]
+    assert opened == [Path(details.path_label.full_text())]
 
 
 def test_uninstall_removes_the_row_and_the_folder(
@@ -1041,3 +1041,21 @@ def test_the_details_show_the_extensions_own_readme_and_load_nothing_it_points_t
     # Whatever a README refers to, on the network or on this disk, is never loaded.
     for target in ("https://example.com/tracker.png", "/etc/hostname", "icon.png"):
         assert readme.loadResource(2, QUrl(target)) is None
+
+
+def test_long_values_are_shortened_whole_and_copied_whole(
+    qtbot: QtBot, window: MainWindow, zips: dict[str, Path]
+) -> None:
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    sha = window.details.sha_label
+    full = sha.full_text()
+    sha.resize(sha.fontMetrics().horizontalAdvance(full) // 2, sha.height())
+    qtbot.waitUntil(lambda: sha.text() != full)
+    shown = sha.text()
+    assert shown.endswith("…") and full.startswith(shown[:-1])
+    assert sha.fontMetrics().horizontalAdvance(shown) <= sha.width()
+    assert sha.toolTip() == full
+    (copy,) = sha.actions()
+    copy.trigger()
+    assert QApplication.clipboard().text() == full
