@@ -71,15 +71,19 @@ def output_of(data: Path) -> str:
     return (data.parent / "output.txt").read_text()
 
 
+def lose_the_registry(data: Path, tmp_path: Path, example: str) -> None:
+    """An installed extension whose registry file was then deleted."""
+    zips = {path.stem: path for path in build_all(tmp_path / "zips")}
+    assert run_cli(data, "install", "--yes", str(zips[example])).returncode == 0
+    for sidecar in data.glob("registry.db*"):
+        sidecar.unlink()
+
+
 def test_the_rescue_offered_at_launch_rescues_and_opens_the_window(
     tmp_path: Path, app_process: tuple[Path, list[subprocess.Popen[str]]]
 ) -> None:
     data, started = app_process
-    zips = {path.stem: path for path in build_all(tmp_path / "zips")}
-    assert run_cli(data, "install", "--yes", str(zips["hello-world"])).returncode == 0
-    for sidecar in data.glob("registry.db*"):
-        sidecar.unlink()
-
+    lose_the_registry(data, tmp_path, "hello-world")
     process = launch(data, started)
     question = window_titled("Extension Manager needs to rescue its registry")
     # Cancel is the default and has the focus; Shift+Tab reaches "Re-register", Space presses.
@@ -99,10 +103,7 @@ def test_cancelling_the_rescue_quits_and_changes_nothing(
     tmp_path: Path, app_process: tuple[Path, list[subprocess.Popen[str]]]
 ) -> None:
     data, started = app_process
-    zips = {path.stem: path for path in build_all(tmp_path / "zips")}
-    assert run_cli(data, "install", "--yes", str(zips["word-count"])).returncode == 0
-    for sidecar in data.glob("registry.db*"):
-        sidecar.unlink()
+    lose_the_registry(data, tmp_path, "word-count")
     process = launch(data, started)
     keys(window_titled("Extension Manager needs to rescue its registry"), "Return")
     assert process.wait(timeout=WINDOW_SECONDS) == 1
