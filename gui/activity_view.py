@@ -35,6 +35,7 @@ class ActivityModel(RecordTableModel):
         super().__init__()
         self.registry = registry
         self._rows: list[OperationRecord] = []
+        self._names: dict[str, str] = {}
         self._more = False
         self.loaded = False
 
@@ -46,8 +47,14 @@ class ActivityModel(RecordTableModel):
         except RegistryError as error:
             log.warning("could not read the activity: %s", error)
             return
+        try:
+            names = self.registry.extension_names()
+        except RegistryError as error:
+            log.warning("could not read the extensions' names: %s", error)
+            names = {}
         self.beginResetModel()
         self._rows = records
+        self._names = names
         self._more = len(records) == wanted
         self.loaded = True
         self.endResetModel()
@@ -88,7 +95,11 @@ class ActivityModel(RecordTableModel):
                     return record.archive_path or None
                 return Path(record.archive_path).name if record.archive_path else ""
             if column == EXTENSION:
-                return record.extension_id or ""
+                # Its name while it is installed; an uninstalled one is known by its id.
+                extension_id = record.extension_id or ""
+                if role == Qt.ItemDataRole.ToolTipRole:
+                    return extension_id or None
+                return self._names.get(extension_id, extension_id)
             if column == CHANGE:
                 return record.change
             if column == STATUS:
@@ -120,14 +131,17 @@ class ActivityView(QTableView):
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for column, width in (
-            (TIME, 125),
-            (FILE, 110),
-            (EXTENSION, 140),
-            (CHANGE, 95),
-            (STATUS, 80),
+        # Wide enough for what each column typically holds, measured in this font (so at any
+        # scale); longer names and files show in full in their tooltips.
+        metrics = self.fontMetrics()
+        for column, sample in (
+            (TIME, "2026-12-31 23:59:59"),
+            (FILE, "an-extension-1.10.2.zip"),
+            (EXTENSION, "An Extension Name"),
+            (CHANGE, "Upgrade 10.1.0 → 10.2.0"),
+            (STATUS, "Uninstalling"),
         ):
-            self.setColumnWidth(column, width)
+            self.setColumnWidth(column, metrics.horizontalAdvance(sample) + 24)
         self._stale = True
 
     def refresh(self) -> None:

@@ -882,6 +882,10 @@ def test_activity_lists_operations_newest_first(
     assert model.data(model.index(1, 4)) == "Failed"
     assert model.data(model.index(1, 5)) == model.record(1).error
     assert model.data(model.index(0, 3)) == "Install 1.2.0"
+    # Installed extensions by name (their id in the tooltip); an unknown one stays empty.
+    assert model.data(model.index(0, 2)) == "Word Count"
+    assert model.data(model.index(0, 2), Qt.ItemDataRole.ToolTipRole) == WORDS
+    assert model.data(model.index(1, 2)) == ""
 
 
 OTHER_PROCESS = """
