@@ -526,10 +526,15 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def open_folder(self, path: Path) -> None:
-        if not desktop.open_folder(path):
+        def failed(reason: str) -> None:
             messages.show_error(
-                self, "Cannot open the folder", f"The file manager could not open {path}."
+                self,
+                "Cannot open the folder",
+                f"The folder could not be shown: {reason}. It is {path}; open it in your file "
+                "manager, or copy its path from the Folder field (right-click, Copy).",
             )
+
+        desktop.open_folder(path, failed, self)
 
     def show_activity(self) -> None:
         self.tabs.setCurrentWidget(self.activity_page)

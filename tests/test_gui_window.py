@@ -767,9 +767,8 @@ def test_details_show_the_selected_extension(
     assert len(details.sha_label.full_text()) == 64
     opened: list[Path] = []
 
-    def fake_open(path: Path) -> bool:
+    def fake_open(path: Path, on_failure: Callable[[str], None], parent: object) -> None:
         opened.append(path)
-        return True
 
     monkeypatch.setattr(desktop, "open_folder", fake_open)
     details.open_folder_button.click()
@@ -1055,3 +1054,28 @@ def test_long_values_are_shortened_whole_and_copied_whole(
     (copy,) = sha.actions()
     copy.trigger()
     assert QApplication.clipboard().text() == full
+
+
+def test_open_folder_says_so_when_no_file_manager_opens_it(
+    qtbot: QtBot,
+    window: MainWindow,
+    zips: dict[str, Path],
+    seams: Seams,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # xdg-open as it behaves on a system without a file manager: it runs, then exits 3.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    xdg_open = tools / "xdg-open"
+    xdg_open.write_text("#!/bin/sh\necho 'xdg-open: no method available for opening' >&2\nexit 3\n")
+    xdg_open.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    QTest.mouseClick(window.details.open_folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(seams.errors), timeout=WAIT_MS)
+    ((title, message),) = seams.errors
+    assert title == "Cannot open the folder"
+    assert "no file manager could open it" in message
+    assert window.details.path_label.full_text() in message
