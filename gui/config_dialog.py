@@ -7,6 +7,8 @@ checks every value on save, and its refusal is shown in the dialog with nothing 
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,6 +33,14 @@ FLOAT_LIMIT = 1e12
 Editor = QCheckBox | QSpinBox | QDoubleSpinBox | QLineEdit
 
 
+def readable_key(key: str) -> str:
+    """``max_file_mb`` → "Max file mb", ``maxFileSize`` → "Max file size": a label a person
+    can read, for settings whose manifest gives no title."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key).replace("_", " ").replace("-", " ")
+    words = " ".join(words.split()).lower()
+    return words[:1].upper() + words[1:] if words else key
+
+
 def make_editor(key: str, default: ConfigValue) -> Editor:
     editor: Editor
     if isinstance(default, bool):
@@ -45,7 +55,8 @@ def make_editor(key: str, default: ConfigValue) -> Editor:
     else:
         editor = QLineEdit()
     editor.setObjectName(f"setting-{key}")
-    editor.setAccessibleName(f"Setting {key}")
+    editor.setAccessibleName(readable_key(key))
+    editor.setToolTip(f"Stored as '{key}'")
     return editor
 
 
@@ -94,7 +105,7 @@ class ConfigDialog(QDialog):
             editor = make_editor(key, default)
             set_editor_value(editor, values.get(key, default))
             self.editors[key] = editor
-            form.addRow(f"{key}:", editor)
+            form.addRow(f"{readable_key(key)}:", editor)
 
         self.error_label = QLabel()
         self.error_label.setObjectName("configError")
