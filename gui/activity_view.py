@@ -36,6 +36,7 @@ class ActivityModel(RecordTableModel):
         self.registry = registry
         self._rows: list[OperationRecord] = []
         self._names: dict[str, str] = {}
+        self._filter = ""
         self._more = False
         self.loaded = False
 
@@ -43,7 +44,7 @@ class ActivityModel(RecordTableModel):
         """Re-read as many of the newest operations as are shown now (at least a page)."""
         wanted = max(PAGE_SIZE, len(self._rows))
         try:
-            records = self.registry.list_operations(limit=wanted)
+            records = self.registry.list_operations(limit=wanted, matching=self._filter)
         except RegistryError as error:
             log.warning("could not read the activity: %s", error)
             return
@@ -59,6 +60,12 @@ class ActivityModel(RecordTableModel):
         self.loaded = True
         self.endResetModel()
 
+    def set_filter(self, text: str) -> None:
+        """Show only the operations matching ``text`` (read from the registry, page by page)."""
+        if text.strip() != self._filter:
+            self._filter = text.strip()
+            self.reload()
+
     def record(self, row: int) -> OperationRecord:
         return self._rows[row]
 
@@ -71,7 +78,7 @@ class ActivityModel(RecordTableModel):
         shown = len(self._rows)
         try:
             extra = self.registry.list_operations(
-                limit=PAGE_SIZE, before_id=self._rows[-1].install_id
+                limit=PAGE_SIZE, before_id=self._rows[-1].install_id, matching=self._filter
             )
         except RegistryError as error:
             log.warning("could not read more activity: %s", error)

@@ -72,6 +72,8 @@ ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
 SKIPPED_SHOWN_MS = 15_000
+# How long typing in the Activity filter pauses before the history is read again.
+ACTIVITY_FILTER_DELAY_MS = 150
 # The share of the screen's free area the window may take at most.
 SCREEN_SHARE = 0.9
 # While quitting, how often to look whether the stopped workers are done (one frame).
@@ -189,10 +191,23 @@ class MainWindow(QMainWindow):
         self.launch_notes.setWordWrap(True)
         self.launch_notes.setAccessibleName("What happened when the registry was opened")
         self.launch_notes.hide()
+        self.activity_filter = QLineEdit()
+        self.activity_filter.setPlaceholderText("Filter the history: file, extension, status…")
+        self.activity_filter.setClearButtonEnabled(True)
+        self.activity_filter.setAccessibleName("Filter the history of operations")
+        # One read of the registry when typing pauses, not one per keystroke.
+        self._activity_filter_timer = QTimer(self)
+        self._activity_filter_timer.setSingleShot(True)
+        self._activity_filter_timer.setInterval(ACTIVITY_FILTER_DELAY_MS)
+        self._activity_filter_timer.timeout.connect(
+            lambda: self.activity_view.activity_model.set_filter(self.activity_filter.text())
+        )
+        self.activity_filter.textChanged.connect(self._activity_filter_timer.start)
         self.activity_page = QWidget()
         activity_layout = QVBoxLayout(self.activity_page)
-        activity_layout.setContentsMargins(0, 0, 0, 0)
+        activity_layout.setContentsMargins(0, 6, 0, 0)
         activity_layout.addWidget(self.launch_notes)
+        activity_layout.addWidget(self.activity_filter)
         activity_layout.addWidget(self.activity_view, 1)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")

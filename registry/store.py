@@ -613,10 +613,26 @@ class Registry:
         active_only: bool = False,
         since_id: int = 0,
         before_id: int | None = None,
+        matching: str = "",
     ) -> list[OperationRecord]:
-        """Newest first; ``since_id``/``before_id`` page through the history by operation id."""
-        installs = self._models.install
+        """Newest first; ``since_id``/``before_id`` page through the history by operation id.
+
+        ``matching`` keeps the operations whose file, extension (id or installed name), kind,
+        status or message contains that text, ignoring case.
+        """
+        installs, extensions = self._models.install, self._models.extension
         query = installs.select().order_by(installs.install_id.desc())
+        text = matching.strip()
+        if text:
+            named = extensions.select(extensions.id).where(extensions.name.contains(text))
+            query = query.where(
+                installs.archive_path.contains(text)
+                | installs.extension_id.contains(text)
+                | installs.extension_id.in_(named)
+                | installs.kind.contains(text)
+                | installs.status.contains(text)
+                | installs.error.contains(text)
+            )
         if active_only:
             query = query.where(installs.status.in_(list(ACTIVE_STATUSES)))
         if since_id:

@@ -3,6 +3,7 @@ real key presses, on the real X11 platform (a virtual screen, see ``tests/confte
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -885,6 +886,21 @@ def test_activity_lists_operations_newest_first(
     assert model.data(model.index(0, 2)) == "Word Count"
     assert model.data(model.index(0, 2), Qt.ItemDataRole.ToolTipRole) == WORDS
     assert model.data(model.index(1, 2)) == ""
+
+    # The filter reads the matching history from the registry, by file, name or message.
+    def shown_is(expected: list[int]) -> bool:
+        return [model.record(row).install_id for row in range(model.rowCount())] == expected
+
+    hello, broken, words = sorted(ids)
+    for typed, expected in (
+        ("BROKEN", [broken]),
+        ("word count", [words]),
+        ("zip archive", [broken]),
+        ("", [words, broken, hello]),
+    ):
+        window.activity_filter.clear()
+        QTest.keyClicks(window.activity_filter, typed)
+        qtbot.waitUntil(functools.partial(shown_is, expected), timeout=WAIT_MS)
 
 
 OTHER_PROCESS = """
