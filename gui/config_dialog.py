@@ -1,17 +1,22 @@
 """An extension's settings as a form generated from its manifest's defaults.
 
 The default's type picks the editor (bool → check box, int → spin box, float → decimal spin
-box, str → line edit), so the form cannot produce a value of the wrong type; the registry still
-checks every value on save, and its refusal is shown in the dialog with nothing stored.
+box, str → line edit), so the form cannot produce a value of the wrong type; the manifest's
+``settings`` may add a title, a description (shown under the editor), a range for a number and
+choices (a list to pick from). The registry still checks every value on save, and its refusal
+is shown in the dialog with nothing stored.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -30,7 +35,7 @@ from registry.store import ConfigValue, ExtensionRecord, Registry
 INT_LIMIT = 2**31 - 1  # QSpinBox holds a C int
 FLOAT_LIMIT = 1e12
 
-Editor = QCheckBox | QSpinBox | QDoubleSpinBox | QLineEdit
+Editor = QCheckBox | QSpinBox | QDoubleSpinBox | QLineEdit | QComboBox
 
 
 def readable_key(key: str) -> str:
@@ -41,27 +46,50 @@ def readable_key(key: str) -> str:
     return words[:1].upper() + words[1:] if words else key
 
 
-def make_editor(key: str, default: ConfigValue) -> Editor:
+def make_editor(
+    key: str, default: ConfigValue, description: dict[str, Any] | None = None
+) -> Editor:
+    """The editor for one setting; ``description`` is the manifest's ``settings`` entry (its
+    choices make a list to pick from, its range bounds a number)."""
+    info = description or {}
+    choices = info.get("choices")
+    low, high = info.get("minimum"), info.get("maximum")
     editor: Editor
-    if isinstance(default, bool):
+    if isinstance(choices, list) and not isinstance(default, bool):
+        editor = QComboBox()
+        for choice in choices:
+            editor.addItem(str(choice), choice)
+    elif isinstance(default, bool):
         editor = QCheckBox()
     elif isinstance(default, int) and abs(default) <= INT_LIMIT:
         editor = QSpinBox()
-        editor.setRange(-INT_LIMIT, INT_LIMIT)
+        editor.setRange(
+            max(-INT_LIMIT, math.ceil(low)) if isinstance(low, int | float) else -INT_LIMIT,
+            min(INT_LIMIT, math.floor(high)) if isinstance(high, int | float) else INT_LIMIT,
+        )
     elif isinstance(default, float):
         editor = QDoubleSpinBox()
-        editor.setRange(-FLOAT_LIMIT, FLOAT_LIMIT)
+        editor.setRange(
+            float(low) if isinstance(low, int | float) else -FLOAT_LIMIT,
+            float(high) if isinstance(high, int | float) else FLOAT_LIMIT,
+        )
         editor.setDecimals(4)
     else:
         editor = QLineEdit()
     editor.setObjectName(f"setting-{key}")
-    editor.setAccessibleName(readable_key(key))
-    editor.setToolTip(f"Stored as '{key}'")
+    editor.setAccessibleName(str(info.get("title") or readable_key(key)))
+    help_text = str(info.get("description") or "")
+    editor.setAccessibleDescription(help_text)
+    editor.setToolTip(f"{help_text}\n(stored as '{key}')".strip())
     return editor
 
 
 def set_editor_value(editor: Editor, value: ConfigValue) -> None:
-    if isinstance(editor, QCheckBox):
+    if isinstance(editor, QComboBox):
+        index = editor.findData(value)
+        if index >= 0:
+            editor.setCurrentIndex(index)
+    elif isinstance(editor, QCheckBox):
         editor.setChecked(bool(value))
     elif isinstance(editor, QSpinBox) and isinstance(value, int):
         editor.setValue(value)
@@ -72,6 +100,9 @@ def set_editor_value(editor: Editor, value: ConfigValue) -> None:
 
 
 def editor_value(editor: Editor) -> ConfigValue:
+    if isinstance(editor, QComboBox):
+        chosen: ConfigValue = editor.currentData()
+        return chosen
     if isinstance(editor, QCheckBox):
         return editor.isChecked()
     if isinstance(editor, QSpinBox | QDoubleSpinBox):
@@ -101,11 +132,13 @@ class ConfigDialog(QDialog):
 
         self.editors: dict[str, Editor] = {}
         form = QFormLayout()
+        descriptions = extension.setting_descriptions
         for key, default in self.defaults.items():
-            editor = make_editor(key, default)
+            info = descriptions.get(key, {})
+            editor = make_editor(key, default, info)
             set_editor_value(editor, values.get(key, default))
             self.editors[key] = editor
-            form.addRow(f"{readable_key(key)}:", editor)
+            form.addRow(f"{info.get('title') or readable_key(key)}:", self._with_help(editor, info))
 
         self.error_label = QLabel()
         self.error_label.setObjectName("configError")
@@ -131,6 +164,24 @@ class ConfigDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
+
+    def _with_help(self, editor: Editor, info: dict[str, Any]) -> QWidget:
+        """The editor, with the setting's description under it when the manifest gives one."""
+        description = info.get("description")
+        if not description:
+            return editor
+        holder = QWidget()
+        column = QVBoxLayout(holder)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(editor)
+        help_label = QLabel(str(description))
+        help_label.setObjectName(f"help-{editor.objectName()}")
+        help_label.setTextFormat(Qt.TextFormat.PlainText)
+        help_label.setWordWrap(True)
+        help_label.setStyleSheet(colors.style(colors.hint_color(self.palette())))
+        column.addWidget(help_label)
+        return holder
 
     def values(self) -> dict[str, ConfigValue]:
         values = {key: editor_value(editor) for key, editor in self.editors.items()}

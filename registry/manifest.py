@@ -512,6 +512,45 @@ def _duplicates(items: list[Any]) -> Iterator[str]:
             seen.add(item)
 
 
+def _settings_problems(document: dict[str, Any]) -> list[Problem]:
+    """Each described setting must exist in ``config``, and its default fit its description."""
+    settings, config = document.get("settings"), document.get("config")
+    if not isinstance(settings, dict):
+        return []
+    config = config if isinstance(config, dict) else {}
+    problems: list[Problem] = []
+    for key, info in settings.items():
+        if not isinstance(info, dict):
+            continue
+        where = ("settings", key)
+        if key not in config:
+            problems.append((where, "describes a setting config does not have"))
+            continue
+        for field_name, allowed in (("title", frozenset[str]()), ("description", frozenset("\n"))):
+            text = info.get(field_name)
+            if isinstance(text, str) and (message := _text_problem(text, allowed)) is not None:
+                problems.append(((*where, field_name), message))
+        default = config[key]
+        number = isinstance(default, int | float) and not isinstance(default, bool)
+        low, high = info.get("minimum"), info.get("maximum")
+        if (low is not None or high is not None) and not number:
+            problems.append((where, "a range (minimum, maximum) is only for number settings"))
+        elif number:
+            if isinstance(low, int | float) and default < low:
+                problems.append((where, f"the default {default} is below the minimum {low}"))
+            if isinstance(high, int | float) and default > high:
+                problems.append((where, f"the default {default} is above the maximum {high}"))
+        choices = info.get("choices")
+        if isinstance(choices, list):
+            if isinstance(default, bool):
+                problems.append((where, "choices are for number and text settings"))
+            elif default not in choices:
+                problems.append((where, f"the default {_show(default)} is not a choice"))
+            elif any(type(choice) is not type(default) for choice in choices):
+                problems.append((where, "every choice must have the default's type"))
+    return problems
+
+
 def _field_problems(document: dict[str, Any]) -> list[Problem]:
     """The rules the schema does not (or, for Python's regex engine, cannot) express exactly."""
     problems: list[Problem] = [
@@ -547,6 +586,8 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
                 problems.append(((name,), message))
             elif name == "name" and value and not value.strip():
                 problems.append(((name,), "must not be blank"))
+
+    problems.extend(_settings_problems(document))
 
     homepage = document.get("homepage")
     if isinstance(homepage, str) and not _homepage_ok(homepage):

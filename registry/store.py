@@ -119,6 +119,14 @@ class ExtensionRecord:
         defaults = self.manifest.get("config", {})
         return dict(defaults) if isinstance(defaults, dict) else {}
 
+    @property
+    def setting_descriptions(self) -> dict[str, dict[str, Any]]:
+        """The manifest's ``settings``: per setting, its title, description, range, choices."""
+        settings = self.manifest.get("settings", {})
+        if not isinstance(settings, dict):
+            return {}
+        return {key: dict(info) for key, info in settings.items() if isinstance(info, dict)}
+
 
 @dataclass(frozen=True, slots=True)
 class ExtensionSummary:

@@ -610,3 +610,43 @@ def test_importing_the_module_does_not_import_jsonschema_or_qt() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# --- Described settings ------------------------------------------------------------------------
+
+SETTINGS_CONFIG = {"size": 8, "mode": "fast", "loud": False}
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (
+            {"gone": {"title": "Gone"}},
+            "settings.gone: describes a setting config does not have",
+        ),
+        ({"size": {"minimum": 10}}, "settings.size: the default 8 is below the minimum 10"),
+        ({"size": {"maximum": 4}}, "settings.size: the default 8 is above the maximum 4"),
+        (
+            {"mode": {"minimum": 1}},
+            "settings.mode: a range (minimum, maximum) is only for number settings",
+        ),
+        (
+            {"mode": {"choices": ["slow"]}},
+            "settings.mode: the default 'fast' is not a choice",
+        ),
+        ({"loud": {"choices": ["on"]}}, "settings.loud: choices are for number and text settings"),
+        (
+            {"size": {"choices": [8, "8"]}},
+            "settings.size: every choice must have the default's type",
+        ),
+        ({"mode": {"title": "A\u202eB"}}, "settings.mode.title: "),
+    ],
+)
+def test_described_settings_must_fit_their_defaults(settings: object, problem: str) -> None:
+    assert only_problem(with_fields(config=SETTINGS_CONFIG, settings=settings)).startswith(problem)
+
+
+def test_described_settings_are_kept_for_the_form() -> None:
+    settings = {"size": {"title": "Size", "description": "How big.", "minimum": 1, "maximum": 9}}
+    manifest = parse_manifest(with_fields(config=SETTINGS_CONFIG, settings=settings))
+    assert manifest.raw["settings"] == settings
