@@ -29,14 +29,15 @@ from registry.permissions import PERMISSIONS
 from registry.store import ExtensionRecord
 
 NO_SELECTION_TEXT = "Select an extension to see its details."
-# A README larger than this is not shown (it is still on disk, in the extension's folder).
+# A README or licence larger than this is not shown (it is still in the extension's folder).
 README_MAX_BYTES = 256 * 1024
+LICENCE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "COPYING")
 
 
 class ReadmeView(QTextBrowser):
-    """An extension's own README.md, rendered as Markdown. Nothing it refers to is loaded:
-    no remote images or pages, and no local files (a README could point anywhere on the
-    disk); links open in the person's browser only when clicked."""
+    """An extension's own README.md, rendered as Markdown, and its licence text. Nothing the
+    README refers to is loaded: no remote images or pages, and no local files (a README could
+    point anywhere on the disk); links open in the person's browser only when clicked."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,18 +56,35 @@ class ReadmeView(QTextBrowser):
             QDesktopServices.openUrl(url)
 
     def show_readme(self, folder: Path) -> None:
-        readme = folder / "README.md"
-        try:
-            with readme.open("rb") as handle:
-                data = handle.read(README_MAX_BYTES + 1)
-        except OSError:
+        """The README, then the licence text, from the extension's own folder."""
+        parts = []
+        readme = _read_text(folder / "README.md")
+        if readme is not None:
+            parts.append(readme)
+        for name in LICENCE_FILES:
+            licence = _read_text(folder / name)
+            if licence is not None:
+                # As written: a licence is plain text, whatever its file's name.
+                fence = "~~~~" if "```" in licence else "```"
+                parts.append(f"## Licence\n\n{fence}\n{licence.rstrip()}\n{fence}")
+                break
+        if not parts:
             self.hide()
             return
-        if len(data) > README_MAX_BYTES:
-            self.setPlainText(f"The README is too large to show here; it is {readme}.")
-        else:
-            self.setMarkdown(data.decode("utf-8", errors="replace"))
+        self.setMarkdown("\n\n".join(parts))
         self.show()
+
+
+def _read_text(path: Path) -> str | None:
+    """A small text file's content; None when it is missing, unreadable or too large."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(README_MAX_BYTES + 1)
+    except OSError:
+        return None
+    if len(data) > README_MAX_BYTES:
+        return f"(Too large to show here; it is {path}.)"
+    return data.decode("utf-8", errors="replace")
 
 
 class ElidedValue(QLabel):

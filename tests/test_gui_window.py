@@ -1049,6 +1049,8 @@ def test_the_details_show_the_extensions_own_readme_and_load_nothing_it_points_t
     assert readme.isVisibleTo(window)
     assert readme.toPlainText().startswith("Word Count")
     assert "Count words" in readme.toPlainText()
+    # Then its licence text, from the LICENSE file beside it.
+    assert "Licence" in readme.toPlainText() and "MIT License" in readme.toPlainText()
     # Whatever a README refers to, on the network or on this disk, is never loaded.
     for target in ("https://example.com/tracker.png", "/etc/hostname", "icon.png"):
         assert readme.loadResource(2, QUrl(target)) is None
