@@ -6,6 +6,7 @@ The pane only shows a record and says which button was pressed; the window runs 
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
@@ -64,9 +65,10 @@ class ReadmeView(QTextBrowser):
         for name in LICENCE_FILES:
             licence = _read_text(folder / name)
             if licence is not None:
-                # As written: a licence is plain text, whatever its file's name.
-                fence = "~~~~" if "```" in licence else "```"
-                parts.append(f"## Licence\n\n{fence}\n{licence.rstrip()}\n{fence}")
+                # A licence is plain text whatever its file's name: its paragraphs wrap, and
+                # nothing in it is taken for Markdown.
+                plain = re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", licence.rstrip())
+                parts.append(f"## Licence\n\n{plain}")
                 break
         if not parts:
             self.hide()
