@@ -1097,3 +1097,30 @@ def test_open_folder_says_so_when_no_file_manager_opens_it(
     assert title == "Cannot open the folder"
     assert "no file manager could open it" in message
     assert window.details.path_label.full_text() in message
+
+
+def test_delete_asks_first_and_return_keeps_the_extension(
+    qtbot: QtBot,
+    window: MainWindow,
+    registry: Registry,
+    zips: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(messages, "ask", REAL_MESSAGES_ASK)
+    install_examples(qtbot, window, zips, "word-count")
+    assert window.select_extension(WORDS)
+    window.activateWindow()
+    window.table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.table, timeout=WAIT_MS)
+    answer_question(None)  # Return: Cancel is the default
+    QTest.keyClick(window.table, Qt.Key.Key_Delete)
+    assert installed(registry, WORDS)
+    assert all(op.kind != "UNINSTALL" for op in registry.list_operations())
+    window.activateWindow()
+    window.table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.table, timeout=WAIT_MS)
+    answer_question("Uninstall")
+    QTest.keyClick(window.table, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: not installed(registry, WORDS), timeout=WAIT_MS)
+    assert not (registry.paths.extensions / WORDS).exists()
+    assert registry.list_operations(limit=1)[0].kind == "UNINSTALL"
