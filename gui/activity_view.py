@@ -7,6 +7,7 @@ is first shown and more as the person scrolls down (``canFetchMore``/``fetchMore
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from registry.store import OperationRecord, Registry
 from registry.vocabulary import OperationStatus, status_words
 
 log = logging.getLogger(__name__)
+NameOf = Callable[[str], str | None]
 
 
 COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Error")
@@ -31,11 +33,12 @@ PAGE_SIZE = 500
 class ActivityModel(RecordTableModel):
     columns = COLUMNS
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, name_of: NameOf) -> None:
         super().__init__()
         self.registry = registry
+        # The names of installed extensions, from the list the window already holds.
+        self.name_of = name_of
         self._rows: list[OperationRecord] = []
-        self._names: dict[str, str] = {}
         self._filter = ""
         self._more = False
         self.loaded = False
@@ -48,14 +51,8 @@ class ActivityModel(RecordTableModel):
         except RegistryError as error:
             log.warning("could not read the activity: %s", error)
             return
-        try:
-            names = self.registry.extension_names()
-        except RegistryError as error:
-            log.warning("could not read the extensions' names: %s", error)
-            names = {}
         self.beginResetModel()
         self._rows = records
-        self._names = names
         self._more = len(records) == wanted
         self.loaded = True
         self.endResetModel()
@@ -106,7 +103,7 @@ class ActivityModel(RecordTableModel):
                 extension_id = record.extension_id or ""
                 if role == Qt.ItemDataRole.ToolTipRole:
                     return extension_id or None
-                return self._names.get(extension_id, extension_id)
+                return self.name_of(extension_id) or extension_id
             if column == CHANGE:
                 return record.change
             if column == STATUS:
@@ -125,11 +122,11 @@ class ActivityModel(RecordTableModel):
 class ActivityView(QTableView):
     """Loads on first show; afterwards ``refresh()`` re-reads (cheaply skipped while hidden)."""
 
-    def __init__(self, registry: Registry, parent: QWidget | None = None) -> None:
+    def __init__(self, registry: Registry, name_of: NameOf, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("activityView")
         self.setAccessibleName("Activity: every install, upgrade and uninstall")
-        self.activity_model = ActivityModel(registry)
+        self.activity_model = ActivityModel(registry, name_of)
         self.setModel(self.activity_model)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

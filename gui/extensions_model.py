@@ -69,6 +69,7 @@ class ExtensionsModel(RecordTableModel):
         super().__init__()
         self._rows: list[ExtensionSummary] = []
         self._all: list[ExtensionSummary] = []
+        self._names: dict[str, str] = {}
         self._search_text: dict[str, str] = {}
         self._filter = ""
         self._sort_column = NAME
@@ -80,12 +81,17 @@ class ExtensionsModel(RecordTableModel):
     def set_records(self, records: list[ExtensionSummary]) -> None:
         self.beginResetModel()
         self._all = list(records)
+        self._names = {r.id: r.name for r in records}
         self._search_text = {
             r.id: f"{r.name}\n{r.id}\n{r.version}\n{r.description}".casefold() for r in records
         }
         self.icons.forget_others(self._all)
         self._rows = self._arranged()
         self.endResetModel()
+
+    def name_of(self, extension_id: str) -> str | None:
+        """The name of an installed extension, from the rows already read."""
+        return self._names.get(extension_id)
 
     def set_filter(self, text: str) -> None:
         self._filter = text.strip().casefold()

@@ -563,6 +563,11 @@ class InstallPanel(QWidget):
                 operation.row.set_title(plan.manifest.name)
 
     @property
+    def queued_confirmations(self) -> int:
+        """Plans waiting behind the confirmation on screen."""
+        return len(self._confirm_queue)
+
+    @property
     def active_count(self) -> int:
         return sum(1 for op in self.operations if not op.final)
 

@@ -62,7 +62,7 @@ from registry.store import (
     Registry,
 )
 from registry.version import APP_VERSION
-from registry.vocabulary import OperationStatus, kind_of
+from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 if TYPE_CHECKING:
     from gui.doctor_dialog import DoctorDialog
@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
         list_layout.addLayout(filter_line)
         list_layout.addWidget(self.list_stack)
 
-        self.activity_view = ActivityView(registry)
+        self.activity_view = ActivityView(registry, self.extensions_model.name_of)
         # What opening the registry did this time (an upgrade, a recovery), above the history.
         self.launch_notes = QLabel()
         self.launch_notes.setObjectName("launchNotes")
@@ -397,14 +397,15 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self.refresh()
-        installed = record.status == OperationStatus.COMPLETED and record.kind != "UNINSTALL"
+        if record.status != OperationStatus.COMPLETED:
+            return
+        removed = record.kind == OperationKind.UNINSTALL
         # What was just installed is what the person wants to look at next.
-        if installed and record.extension_id and self.selected_extension_id() is None:
+        if not removed and record.extension_id and self.selected_extension_id() is None:
             self.select_extension(record.extension_id)
-        if record.status == OperationStatus.COMPLETED:
-            version = record.to_version if record.kind != "UNINSTALL" else record.from_version
-            done = f"{kind_of(record.kind).done} {title} {version or ''}".rstrip()
-            self.statusBar().showMessage(f"{done}.", 5000)
+        version = record.from_version if removed else record.to_version
+        done = f"{kind_of(record.kind).done} {title} {version or ''}".rstrip()
+        self.statusBar().showMessage(f"{done}.", 5000)
 
     # -- installing ------------------------------------------------------------------------------
 

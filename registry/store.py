@@ -688,13 +688,6 @@ class Registry:
         ]
 
     @_translate_errors
-    def extension_names(self) -> dict[str, str]:
-        """Id → name of every installed extension: one small read for a history view."""
-        return {
-            str(row[0]): str(row[1]) for row in self.fetch_all("SELECT id, name FROM extensions")
-        }
-
-    @_translate_errors
     def get_extension(self, extension_id: str) -> ExtensionRecord | None:
         extensions = self._models.extension
         row = extensions.get_or_none(extensions.id == extension_id)

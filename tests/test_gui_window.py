@@ -269,10 +269,9 @@ def test_a_drop_while_a_confirmation_is_open_waits_its_turn(
     first = open_real_dialog(qtbot, window, zips["word-count"], monkeypatch)
     drop(window, [zips["hello-world"]])
     qtbot.waitUntil(lambda: len(window.install_panel.operations) == 2, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: bool(window.install_panel._confirm_queue), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.install_panel.queued_confirmations == 1, timeout=WAIT_MS)
     assert window.install_panel.confirm_dialog is first
-    first.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is first.default_button)
+    focus_default_button(qtbot, first)
     press(Qt.Key.Key_Return)  # yes to Word Count
     qtbot.waitUntil(
         lambda: (
@@ -284,8 +283,7 @@ def test_a_drop_while_a_confirmation_is_open_waits_its_turn(
     )
     second = window.install_panel.confirm_dialog
     assert second is not None and second.plan.manifest.id == HELLO
-    second.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is second.default_button)
+    focus_default_button(qtbot, second)
     press(Qt.Key.Key_Return)
     wait_finished(qtbot, window, 2)
     assert installed(registry, WORDS) and installed(registry, HELLO)
@@ -382,9 +380,14 @@ def open_real_dialog(
     )
     dialog = window.install_panel.confirm_dialog
     assert dialog is not None
+    focus_default_button(qtbot, dialog)
+    return dialog
+
+
+def focus_default_button(qtbot: QtBot, dialog: ConfirmDialog) -> None:
+    """Bring the dialog to the front and wait until its default button has the focus."""
     dialog.activateWindow()
     qtbot.waitUntil(lambda: QApplication.focusWidget() is dialog.default_button)
-    return dialog
 
 
 def press(key: Qt.Key) -> None:
