@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Final
 
+from registry.durable import flush_folders
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
 
@@ -288,6 +289,10 @@ class OpenArchive:
                 worker.join()
         if state.error is not None:
             raise state.error
+        try:
+            flush_folders(folders | {destination})
+        except OSError as exc:
+            raise self._write_error(self.members[0], exc) from exc
         on_progress(state.written)
 
     def _extract_queue(
@@ -320,6 +325,11 @@ class OpenArchive:
                             raise InstallCancelledError()
                         if state.stopped:
                             return
+                    # Flushed before the swap: see registry.durable for why.
+                    try:
+                        os.fsync(fd)
+                    except OSError as exc:
+                        raise self._write_error(member, exc) from exc
                 finally:
                     os.close(fd)
         except BaseException as error:
