@@ -80,10 +80,24 @@ _FLAG_PATCHED: Final = 0x20
 _FLAG_STRONG_ENCRYPTION: Final = 0x40
 _FLAG_UTF8: Final = 0x800
 _UNIX: Final = 3
+# Hosts whose low byte of the external attributes holds MS-DOS attributes (FAT, HPFS, NTFS,
+# VFAT): their tools marked a folder with the directory bit, not always with a trailing slash.
+_MSDOS_HOSTS: Final = frozenset({0, 6, 11, 14})
+_MSDOS_DIRECTORY: Final = 0x10
 
 _LOCAL_HEADER: Final = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE: Final = b"PK\x03\x04"
 _DESCRIPTOR_SIGNATURE: Final = b"PK\x07\x08"
+# A data descriptor's length tells its form: an optional signature, then CRC and the two sizes
+# in 4 bytes each, or in 8 bytes each in zip64 archives.
+_DESCRIPTOR_FORMS: Final = {
+    12: (False, struct.Struct("<3L")),
+    16: (True, struct.Struct("<4x3L")),
+    20: (False, struct.Struct("<L2Q")),
+    24: (True, struct.Struct("<4xL2Q")),
+}
+_CENTRAL_HEADER_BYTES: Final = 46
+_CRX_SIGNATURE: Final = b"Cr24"
 _END_RECORD: Final = struct.Struct("<4s4H2LH")
 _END_SIGNATURE: Final = b"PK\x05\x06"
 _ZIP64_LOCATOR: Final = struct.Struct("<4sLQL")
@@ -165,6 +179,8 @@ class OpenArchive:
 
     path: Path
     members: tuple[ArchiveMember, ...]
+    # Folders the archive lists (as installed, top folder stripped); created even when empty.
+    folders: tuple[PurePosixPath, ...]
     manifest: ArchiveMember
     root_prefix: str
     skipped_junk: tuple[str, ...]
@@ -227,10 +243,10 @@ class OpenArchive:
     def read_member(self, member: ArchiveMember, max_bytes: int) -> bytes:
         """The whole verified content of ``member``; refuses members above ``max_bytes``."""
         if member.size > max_bytes:
+            size, limit = _sizes_apart(member.size, max_bytes)
             raise ArchiveError(
-                f"{self._label}: {self._shown(member)} is {_format_bytes(member.size)}, more "
-                f"than the {_format_bytes(max_bytes)} allowed for this file. "
-                "This archive cannot be installed."
+                f"{self._label}: {self._shown(member)} is {size}, more than the {limit} "
+                "allowed for this file. This archive cannot be installed."
             )
         return b"".join(self._stream(member))
 
@@ -240,7 +256,8 @@ class OpenArchive:
         on_progress: Callable[[int], None],
         should_cancel: Callable[[], bool],
     ) -> None:
-        """Write every member under ``destination``, which must exist and be empty.
+        """Write every member under ``destination``, which must exist and be empty, and create
+        every folder the archive lists, empty ones included (an extension may expect them).
 
         Files are created exclusively with default permissions: the archive's mode bits are
         never applied. On failure or cancellation the files written so far stay in
@@ -256,6 +273,7 @@ class OpenArchive:
         if should_cancel():
             raise InstallCancelledError()
         folders = {destination.joinpath(*m.path.parts[:-1]) for m in self.members}
+        folders.update(destination.joinpath(*folder.parts) for folder in self.folders)
         try:
             for folder in sorted(folders):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -387,17 +405,17 @@ class OpenArchive:
             )
 
         entries = [self._entry(info, limits) for info in infos]
-        self._data_start = _check_layout(fh, entries, start_dir, label)
         installable = [e for e in entries if not e.is_junk and e.parts]
-        _check_collisions(installable, label)
         files = [e for e in installable if not e.is_dir]
+        # Limits first: a zip bomb is reported as one whatever else is wrong with it.
+        total = self._check_sizes(files, limits)
+        self._data_start = _check_layout(fh, entries, start_dir, label)
+        _check_collisions(installable, label)
         self.root_prefix, manifest_entry = _locate_manifest(files, installable, label)
         strip = 1 if self.root_prefix else 0
 
-        total = 0
-        members: list[ArchiveMember] = []
-        manifest: ArchiveMember | None = None
-        for entry in files:
+        folders: set[PurePosixPath] = set()
+        for entry in installable:
             relative = entry.parts[strip:]
             if len("/".join(relative)) > limits.max_path_chars:
                 raise ArchiveError(
@@ -405,14 +423,13 @@ class OpenArchive:
                     f"({entry.shown}), which Windows cannot store. Shorten the folder or file "
                     "names."
                 )
-            self._check_size(entry, limits)
-            total += entry.info.file_size
-            if total > limits.max_total_bytes:
-                raise ArchiveError(
-                    f"{label} unpacks to more than {_format_bytes(limits.max_total_bytes)}, the "
-                    f"most an extension may take (reached at {entry.shown}). "
-                    "This archive cannot be installed."
-                )
+            if entry.is_dir and relative:
+                folders.add(PurePosixPath(*relative))
+
+        members: list[ArchiveMember] = []
+        manifest: ArchiveMember | None = None
+        for entry in files:
+            relative = entry.parts[strip:]
             member = ArchiveMember(
                 name=entry.info.filename,
                 path=PurePosixPath(*relative),
@@ -425,12 +442,13 @@ class OpenArchive:
                 manifest = member
         assert manifest is not None  # _locate_manifest returned one of ``files``
         if manifest.size > limits.max_manifest_bytes:
+            shown_size, limit = _sizes_apart(manifest.size, limits.max_manifest_bytes)
             raise ArchiveError(
-                f"{label}: its manifest.json is {_format_bytes(manifest.size)}, more than the "
-                f"{_format_bytes(limits.max_manifest_bytes)} a manifest may be. "
-                "This archive cannot be installed."
+                f"{label}: its manifest.json is {shown_size}, more than the {limit} a manifest may "
+                "be. This archive cannot be installed."
             )
         self.members = tuple(members)
+        self.folders = tuple(sorted(folders))
         self.manifest = manifest
         self.skipped_junk = tuple(e.info.filename for e in entries if e.is_junk)
         self.total_bytes = total
@@ -458,6 +476,13 @@ class OpenArchive:
                 f"{label} stores {shown} as patch data, which this app cannot read. " + _RECREATE
             )
         parts, is_dir = _split_name(name, shown, label)
+        if (
+            not is_dir
+            and info.create_system in _MSDOS_HOSTS
+            and info.external_attr & _MSDOS_DIRECTORY
+            and info.file_size == 0
+        ):
+            is_dir = True
         _check_file_type(info, shown, label)
         is_junk = _is_junk(parts, is_dir)
         if not is_junk:
@@ -474,13 +499,27 @@ class OpenArchive:
             )
         return _Entry(info, raw_name, name, shown, parts, is_dir, is_junk)
 
+    def _check_sizes(self, files: list[_Entry], limits: Limits) -> int:
+        """Refuse files over the size and ratio limits; return the total unpacked size."""
+        total = 0
+        for entry in files:
+            self._check_size(entry, limits)
+            total += entry.info.file_size
+            if total > limits.max_total_bytes:
+                raise ArchiveError(
+                    f"{self._label} unpacks to more than {_format_bytes(limits.max_total_bytes)}, "
+                    f"the most an extension may take (reached at {entry.shown}). "
+                    "This archive cannot be installed."
+                )
+        return total
+
     def _check_size(self, entry: _Entry, limits: Limits) -> None:
         size = entry.info.file_size
         if size > limits.max_file_bytes:
+            shown_size, limit = _sizes_apart(size, limits.max_file_bytes)
             raise ArchiveError(
-                f"{self._label}: {entry.shown} is {_format_bytes(size)} when unpacked, more than "
-                f"the {_format_bytes(limits.max_file_bytes)} allowed for one file. "
-                "This archive cannot be installed."
+                f"{self._label}: {entry.shown} is {shown_size} when unpacked, more than the "
+                f"{limit} allowed for one file. This archive cannot be installed."
             )
         ratio_limit = limits.max_compression_ratio
         if (
@@ -725,40 +764,89 @@ def _file_size(fh: io.BufferedReader, label: str) -> int:
 
 
 def _read_end_record(fh: io.BufferedReader, size: int, label: str) -> _EndRecord:
-    """Parse the end-of-central-directory record (zip64-aware) without trusting zipfile."""
+    """Parse the end-of-central-directory record (zip64-aware) without trusting zipfile.
+
+    The record must end the file, followed by exactly the comment it declares: anything more
+    is data appended to the archive. Counts, sizes and offsets that cannot be true of a file
+    this size (the all-ones values of a damaged zip64 record, say) are damage, not a count
+    to show anyone.
+    """
     try:
         fh.seek(0)
         head = fh.read(4)
+        if head == _CRX_SIGNATURE:
+            raise _browser_add_on(label)
         tail_size = min(size, _END_RECORD.size + 0xFFFF)
         fh.seek(size - tail_size)
         tail = fh.read(tail_size)
-        at = tail.rfind(_END_SIGNATURE)
-        if at < 0 or at + _END_RECORD.size > len(tail):
+        at, surplus = _find_end_record(tail)
+        if at < 0:
             if head == _LOCAL_SIGNATURE:
                 raise ArchiveError(
                     f"{label} is incomplete or damaged: the end of the zip archive is missing. "
                     "Download the extension again."
                 )
             raise ArchiveError(f"{label} is not a zip archive. " + _CHOOSE_AGAIN)
+        if surplus > 0:
+            amount = _exact_bytes(surplus) if surplus < 1024 else _format_bytes(surplus)
+            raise ArchiveError(
+                f"{label} has {amount} of extra data after the end of the zip archive (another "
+                "file joined to it, or a download that went wrong). Download the extension "
+                "again, or re-create the zip with a standard zip tool."
+            )
+        if surplus < 0:
+            raise ArchiveError(
+                f"{label} is incomplete: its last {_exact_bytes(-surplus)} are missing. "
+                "Download the extension again."
+            )
         record = _END_RECORD.unpack_from(tail, at)
-        entries, directory_size, directory_offset = record[4], record[5], record[6]
-        if _ZIP64_MARKER in (directory_size, directory_offset) or entries == 0xFFFF:
+        disk_entries, entries, directory_size, directory_offset = record[3:7]
+        if _ZIP64_MARKER in (directory_size, directory_offset) or 0xFFFF in (
+            disk_entries,
+            entries,
+        ):
             position = size - tail_size + at - _ZIP64_LOCATOR.size
-            if position < 0:
-                raise ArchiveError(f"{label} is damaged. Download the extension again.")
-            fh.seek(position)
-            locator = _ZIP64_LOCATOR.unpack(fh.read(_ZIP64_LOCATOR.size))
-            if locator[0] == _ZIP64_LOCATOR_SIGNATURE:
-                fh.seek(locator[2])
-                record64 = _ZIP64_END_RECORD.unpack(fh.read(_ZIP64_END_RECORD.size))
-                if record64[0] != _ZIP64_END_SIGNATURE:
-                    raise ArchiveError(f"{label} is damaged. Download the extension again.")
-                entries, directory_offset = record64[7], record64[9]
+            if position >= 0:
+                fh.seek(position)
+                locator = _ZIP64_LOCATOR.unpack(fh.read(_ZIP64_LOCATOR.size))
+                if locator[0] == _ZIP64_LOCATOR_SIGNATURE:
+                    if locator[2] + _ZIP64_END_RECORD.size > position:
+                        raise _damaged_end(label)
+                    fh.seek(locator[2])
+                    record64 = _ZIP64_END_RECORD.unpack(fh.read(_ZIP64_END_RECORD.size))
+                    if record64[0] != _ZIP64_END_SIGNATURE:
+                        raise _damaged_end(label)
+                    entries, directory_size, directory_offset = record64[7:10]
     except _READ_ERRORS as exc:
         raise ArchiveError(
             f"{label} is damaged and cannot be read as a zip archive. Download the extension again."
         ) from exc
+    # Every entry takes at least one fixed-size header in the central directory, which lies
+    # inside the file.
+    if directory_offset + directory_size > size or entries * _CENTRAL_HEADER_BYTES > directory_size:
+        raise _damaged_end(label)
     return _EndRecord(entries, directory_offset)
+
+
+def _find_end_record(tail: bytes) -> tuple[int, int]:
+    """The end record's offset in ``tail`` (-1 if there is none) and how many bytes follow it
+    beyond its comment: positive for appended data, negative for a comment cut short.
+
+    The last record whose comment reaches exactly the end of the file wins; a comment may
+    itself contain the record's signature.
+    """
+    fallback = (-1, 0)
+    at = len(tail)
+    while (at := tail.rfind(_END_SIGNATURE, 0, at)) >= 0:
+        if at + _END_RECORD.size > len(tail):
+            continue
+        comment_size = _END_RECORD.unpack_from(tail, at)[7]
+        surplus = len(tail) - at - _END_RECORD.size - comment_size
+        if surplus == 0:
+            return at, 0
+        if fallback[0] < 0:
+            fallback = (at, surplus)
+    return fallback
 
 
 def _check_layout(
@@ -811,7 +899,7 @@ def _check_layout(
             data_start[info.header_offset] = start
             end = start + info.compress_size
             if has_descriptor and end <= boundary:
-                end = _descriptor_end(fh, end, boundary, info.CRC)
+                end = _descriptor_end(fh, entry, end, boundary, label)
             if following is not None and end > boundary:
                 raise ArchiveError(
                     f"{label} has entries that share the same data ({entry.shown} and "
@@ -834,19 +922,33 @@ def _check_layout(
     return data_start
 
 
-def _descriptor_end(fh: io.BufferedReader, data_end: int, boundary: int, crc: int) -> int:
-    """Where the data descriptor after ``data_end`` ends (12/16 bytes, or 20/24 with zip64)."""
+def _descriptor_end(
+    fh: io.BufferedReader, entry: _Entry, data_end: int, boundary: int, label: str
+) -> int:
+    """Where the data descriptor announced by flag bit 3 ends, given that the entry's data ends
+    at ``data_end`` and the next header starts at ``boundary``.
+
+    A descriptor that is not there at all is accepted, as zipfile and Info-ZIP's unzip accept
+    it: the central directory already gives the CRC and sizes, and the data is checked against
+    those when it is read. A descriptor that is there must agree with the central directory.
+    Bytes that are no descriptor are left for the caller to report as hidden data.
+    """
+    room = boundary - data_end
+    form = _DESCRIPTOR_FORMS.get(room)
+    if form is None:
+        return data_end
+    signed, layout = form
     fh.seek(data_end)
-    descriptor = fh.read(24)
-    signed = descriptor.startswith(_DESCRIPTOR_SIGNATURE)
-    lengths = (16, 24) if signed else (12, 20)
-    crc_at = 4 if signed else 0
-    for length in lengths:
-        if data_end + length == boundary and len(descriptor) >= length:
-            if descriptor[crc_at : crc_at + 4] != crc.to_bytes(4, "little"):
-                break
-            return boundary
-    return data_end + lengths[0]
+    descriptor = fh.read(room)
+    if len(descriptor) != room or signed != descriptor.startswith(_DESCRIPTOR_SIGNATURE):
+        return data_end
+    info = entry.info
+    if layout.unpack(descriptor) != (info.CRC, info.compress_size, info.file_size):
+        raise ArchiveError(
+            f"{label} is damaged: {entry.shown} is described differently in two places of the "
+            "archive (its checksum or size). Download the extension again."
+        )
+    return boundary
 
 
 # -- names --------------------------------------------------------------------------------
@@ -921,7 +1023,14 @@ def _check_portable_component(part: str, shown: str, label: str, limits: Limits)
     if len(part) > limits.max_component_chars:
         raise ArchiveError(
             f"{label} contains a name longer than {limits.max_component_chars} characters "
-            f"({shown}). Shorten it and re-create the zip."
+            f"({len(part):,} characters in {shown}). Shorten the name and re-create the zip."
+        )
+    encoded = len(part.encode("utf-8", "surrogateescape"))
+    if encoded > limits.max_component_bytes:
+        raise ArchiveError(
+            f"{label} contains a name longer than {limits.max_component_bytes} bytes "
+            f"({encoded:,} bytes in {shown}), more than file systems can store for one name. "
+            "Shorten the name and re-create the zip."
         )
 
 
@@ -1101,13 +1210,26 @@ def _quote(text: str, limit: int = 120) -> str:
 
 def _format_bytes(size: int) -> str:
     if size < 1024:
-        return f"{size} bytes" if size != 1 else "1 byte"
+        return _exact_bytes(size)
     value = float(size)
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def _exact_bytes(size: int) -> str:
+    return f"{size:,} bytes" if size != 1 else "1 byte"
+
+
+def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
+    """``size`` and ``limit`` for a message saying one exceeds the other: rounded, unless the
+    rounding makes them look equal ("256.0 KiB, more than the 256.0 KiB"), then exact."""
+    shown_size, shown_limit = _format_bytes(size), _format_bytes(limit)
+    if shown_size == shown_limit:
+        return _exact_bytes(size), _exact_bytes(limit)
+    return shown_size, shown_limit
 
 
 def _reason(exc: OSError) -> str:
@@ -1137,8 +1259,22 @@ def _same_file(label: str, first: str, second: str) -> ArchiveError:
 
 def _too_many_entries(label: str, count: int, limits: Limits) -> ArchiveError:
     return ArchiveError(
-        f"{label} contains {count} entries, more than the {limits.max_entries} an extension "
-        "may have. This archive cannot be installed."
+        f"{label} contains {count:,} entries, more than the {limits.max_entries:,} entries an "
+        "extension may have. This archive cannot be installed."
+    )
+
+
+def _damaged_end(label: str) -> ArchiveError:
+    return ArchiveError(
+        f"{label} is damaged: the table of contents at the end of the zip archive cannot be "
+        "read. Download the extension again."
+    )
+
+
+def _browser_add_on(label: str) -> ArchiveError:
+    return ArchiveError(
+        f"{label} is a browser add-on (a Chrome extension, .crx), not an Extension Manager "
+        "extension: install it in your web browser instead."
     )
 
 

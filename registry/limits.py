@@ -24,6 +24,10 @@ class Limits:
     # Windows' classic MAX_PATH minus room for the extensions folder prefix.
     max_path_chars: int = 200
     max_component_chars: int = 100
+    # Linux file systems store at most 255 bytes of UTF-8 per file or folder name; Windows and
+    # macOS count 255 UTF-16 units, never more than the UTF-8 bytes, so this one limit fits all
+    # three. 86 CJK characters already exceed it, well within ``max_component_chars``.
+    max_component_bytes: int = 255
 
 
 DEFAULT_LIMITS = Limits()

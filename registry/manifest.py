@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 __all__ = [
+    "BROWSER_ADD_ON",
     "Manifest",
+    "NotAnExtensionError",
     "SemVer",
     "check_compatibility",
     "parse_manifest",
@@ -43,6 +45,10 @@ __all__ = [
 ConfigValue = bool | int | float | str
 
 MANIFEST_NAME: Final = "manifest.json"
+BROWSER_ADD_ON: Final = (
+    "This is a browser add-on (a WebExtension), not an Extension Manager extension: install it "
+    "in your web browser instead."
+)
 REQUIRED_FIELDS: Final = ("id", "name", "version")
 ID_MAX_CHARS: Final = 128
 # A real manifest nests two levels; the cap keeps deep junk from exhausting the recursion of
@@ -249,14 +255,34 @@ def check_compatibility(manifest: Manifest, app_version: str) -> str | None:
 # --- Parsing ------------------------------------------------------------------------------------
 
 
-class _NotFinite:
-    """Stands in for NaN, Infinity or a number too large for a float, so that it can be reported
-    with the field it is in rather than as a bare JSON error."""
+class NotAnExtensionError(ManifestError):
+    """The manifest.json belongs to another kind of software. One sentence saying which helps
+    its owner more than a list of the fields our manifest would need."""
 
-    __slots__ = ("text",)
+    def __init__(self, message: str) -> None:
+        super().__init__([message])
+        self.args = (message,)
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+
+class _UnreadableNumber:
+    """Stands in for NaN, Infinity, a number too large for a float or an integer with more
+    digits than Python converts, so that it can be reported with the field it is in rather than
+    as a bare JSON error. ``problem`` is that report, without the field."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    @classmethod
+    def not_finite(cls, text: str) -> _UnreadableNumber:
+        shown = text if len(text) <= 24 else f"{text[:12]}… ({len(text):,} characters)"
+        return cls(f"{shown} is not allowed; numbers must be finite")
+
+    @classmethod
+    def too_long(cls, text: str) -> _UnreadableNumber:
+        digits = len(text.lstrip("-"))
+        return cls(f"is a number with {digits:,} digits, too long to read; use a shorter number")
 
 
 class _Decoder:
@@ -278,13 +304,20 @@ class _Decoder:
         return result
 
     @staticmethod
-    def constant(text: str) -> _NotFinite:
-        return _NotFinite(text)
+    def constant(text: str) -> _UnreadableNumber:
+        return _UnreadableNumber.not_finite(text)
 
     @staticmethod
-    def number(text: str) -> float | _NotFinite:
+    def number(text: str) -> float | _UnreadableNumber:
         value = float(text)
-        return value if math.isfinite(value) else _NotFinite(text)
+        return value if math.isfinite(value) else _UnreadableNumber.not_finite(text)
+
+    @staticmethod
+    def integer(text: str) -> int | _UnreadableNumber:
+        try:
+            return int(text)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            return _UnreadableNumber.too_long(text)
 
 
 Path = tuple[str | int, ...]
@@ -356,8 +389,8 @@ def _scan(document: dict[str, Any], decoder: _Decoder) -> list[Problem]:
                 stack.append(((*path, key), item))
         elif isinstance(value, list):
             stack.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
-        elif isinstance(value, _NotFinite):
-            problems.append((path, f"{value.text} is not allowed; numbers must be finite"))
+        elif isinstance(value, _UnreadableNumber):
+            problems.append((path, value.problem))
         elif isinstance(value, str) and (char := _has_surrogate(value)) is not None:
             problems.append((path, _surrogate_message(char)))
     return problems
@@ -389,6 +422,7 @@ def _decode(data: bytes) -> tuple[dict[str, Any], _Decoder]:
             object_pairs_hook=decoder.object_pairs,
             parse_constant=decoder.constant,
             parse_float=decoder.number,
+            parse_int=decoder.integer,
         )
     except json.JSONDecodeError as exc:
         raise ManifestError(
@@ -397,8 +431,10 @@ def _decode(data: bytes) -> tuple[dict[str, Any], _Decoder]:
                 f"(line {exc.lineno}, column {exc.colno})"
             ]
         ) from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
-        raise ManifestError([f"{MANIFEST_NAME}: is not valid JSON: {exc}"]) from None
+    except ValueError:  # nothing known raises it since numbers are parsed above; kept plain
+        raise ManifestError(
+            [f"{MANIFEST_NAME}: could not be read as JSON; check it with a JSON validator"]
+        ) from None
     except RecursionError:
         raise ManifestError([f"{MANIFEST_NAME}: is nested too deeply to read"]) from None
     if not isinstance(document, dict):
@@ -443,7 +479,7 @@ def _translate(error: ValidationError) -> Problem | None:
     # Typed as possibly unset, but always set on errors from iter_errors.
     instance: Any = error.instance
     top = path[0] if path else ""
-    if isinstance(instance, _NotFinite) or keyword == "required":
+    if isinstance(instance, _UnreadableNumber) or keyword == "required":
         return None
     if keyword != "type" and (
         top in _PYTHON_CHECKED_FIELDS
@@ -622,6 +658,14 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _is_browser_add_on(document: dict[str, Any]) -> bool:
+    """A Firefox or Chrome WebExtension: ``manifest_version`` is its one required key, and it
+    never has an ``id`` of ours (Firefox keeps its id under ``browser_specific_settings``)."""
+    ident = document.get("id")
+    ours = isinstance(ident, str) and _ID_RE.fullmatch(ident) is not None
+    return "manifest_version" in document and not ours
+
+
 def _ordered(problems: list[Problem]) -> list[str]:
     """Messages in the schema's field order (then file order), each once, prefixed by field."""
     order = {name: index for index, name in enumerate(_schema()["properties"])}
@@ -646,6 +690,8 @@ def parse_manifest(data: bytes) -> Manifest:
     Raises :class:`ManifestError` listing every problem found, each naming its field.
     """
     document, decoder = _decode(data)
+    if _is_browser_add_on(document):
+        raise NotAnExtensionError(BROWSER_ADD_ON)
     problems = _scan(document, decoder) + _field_problems(document) + _schema_problems(document)
     if problems:
         raise ManifestError(_ordered(problems))

@@ -161,6 +161,37 @@ def test_non_finite_numbers_are_rejected(constant: str) -> None:
     assert only_problem(data) == f"config.ratio: {constant} is not allowed; numbers must be finite"
 
 
+def test_non_finite_number_with_many_digits_is_shown_short() -> None:
+    data = with_fields(config={"ratio": "PLACEHOLDER"}).replace(
+        b'"PLACEHOLDER"', b"9" * 500 + b".5"
+    )
+    assert only_problem(data) == (
+        "config.ratio: 999999999999… (502 characters) is not allowed; numbers must be finite"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "literal"),
+    [(("config", "count"), b"1" * 5000), (("version",), b"-" + b"7" * 4301)],
+    ids=["config", "version"],
+)
+def test_integer_too_long_for_python_names_its_field(
+    field: tuple[str, ...], literal: bytes
+) -> None:
+    document: dict[str, Any] = dict(MINIMAL)
+    if len(field) == 2:
+        document[field[0]] = {field[1]: "PLACEHOLDER"}
+    else:
+        document[field[0]] = "PLACEHOLDER"
+    problem = only_problem(encode(document).replace(b'"PLACEHOLDER"', literal))
+    digits = len(literal.lstrip(b"-"))
+    assert problem == (
+        f"{'.'.join(field)}: is a number with {digits:,} digits, too long to read; "
+        "use a shorter number"
+    )
+    assert "set_int_max_str_digits" not in problem
+
+
 def test_unpaired_surrogate_is_rejected() -> None:
     data = with_fields(author="PLACEHOLDER").replace(b"PLACEHOLDER", b"\\ud800")
     assert only_problem(data) == (
@@ -650,3 +681,53 @@ def test_described_settings_are_kept_for_the_form() -> None:
     settings = {"size": {"title": "Size", "description": "How big.", "minimum": 1, "maximum": 9}}
     manifest = parse_manifest(with_fields(config=SETTINGS_CONFIG, settings=settings))
     assert manifest.raw["settings"] == settings
+
+
+# --- Manifests of other kinds of software ------------------------------------------------------
+
+FIREFOX_ADD_ON: dict[str, Any] = {
+    "manifest_version": 2,
+    "name": "Borderify",
+    "version": "1.0",
+    "description": "Adds a red border to all webpages matching mozilla.org.",
+    "icons": {"48": "icons/border-48.png"},
+    "browser_specific_settings": {"gecko": {"id": "borderify@example.com"}},
+    "content_scripts": [{"matches": ["*://*.mozilla.org/*"], "js": ["borderify.js"]}],
+    "permissions": ["tabs", "<all_urls>"],
+}
+CHROME_ADD_ON: dict[str, Any] = {
+    "manifest_version": 3,
+    "name": "Hello Extensions",
+    "version": "1.0",
+    "action": {"default_popup": "hello.html"},
+    "background": {"service_worker": "background.js"},
+    "permissions": ["storage", "activeTab"],
+}
+OLD_FIREFOX_ADD_ON: dict[str, Any] = {
+    "manifest_version": 2,
+    "name": "Old",
+    "version": "0.1",
+    "applications": {"gecko": {"id": "{d1f1a8c0-1b2c-4e3d-9f00-123456789abc}"}},
+    "background": {"scripts": ["bg.js"]},
+    "id": "not one of ours",
+}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [FIREFOX_ADD_ON, CHROME_ADD_ON, OLD_FIREFOX_ADD_ON],
+    ids=["firefox", "chrome", "old-firefox-with-a-foreign-id"],
+)
+def test_browser_add_on_is_named_in_one_sentence(document: dict[str, Any]) -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(encode(document))
+    assert str(caught.value) == (
+        "This is a browser add-on (a WebExtension), not an Extension Manager extension: "
+        "install it in your web browser instead."
+    )
+    assert caught.value.problems == [str(caught.value)]
+
+
+def test_our_manifest_with_a_manifest_version_key_is_still_ours() -> None:
+    manifest = parse_manifest(encode({**MINIMAL, "manifest_version": 3}))
+    assert manifest.ignored_keys == ("manifest_version",)

@@ -8,8 +8,9 @@ Two levels:
   archives no honest tool produces: overlapping entries, hidden bytes, lying sizes, names that
   differ between the local header and the central directory.
 
-Plus in-place manipulations of an existing archive (:func:`prepend_data`, :func:`truncate`,
-:func:`corrupt_member_data`).
+Plus in-place manipulations of an existing archive (:func:`prepend_data`, :func:`append_data`,
+:func:`truncate`, :func:`corrupt_member_data`, :func:`set_end_record_entries`,
+:func:`with_zip64_end_record`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ UNIX = 3
 _LOCAL = struct.Struct("<4s5H3L2H")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")
 _END = struct.Struct("<4s4H2LH")
+_ZIP64_END = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_DATA_DESCRIPTOR_FLAG = 0x8
+MSDOS = 0
+MSDOS_DIRECTORY = 0x10
 
 
 def minimal_manifest(**overrides: Any) -> bytes:
@@ -152,7 +158,11 @@ class RawEntry:
 
     ``content`` is the uncompressed content, ``method`` 0 (stored) or 8 (deflated) chooses how
     it is stored unless ``stored_data`` gives the exact bytes. ``size`` and ``crc`` default to
-    the truth about ``content``.
+    the truth about ``content``. ``external_attr``, when given, replaces the attributes made
+    from ``mode`` (MS-DOS writers put their attribute bits in the low byte). ``descriptor`` is
+    written right after the data (see :func:`data_descriptor`); ``local_flag_bits`` and
+    ``local_zeroed`` make the local header differ from the central directory the way streaming
+    writers do (flag bit 3, CRC and sizes 0).
     """
 
     name: str | bytes
@@ -166,6 +176,10 @@ class RawEntry:
     mode: int = DEFAULT_FILE_MODE
     local_name: str | bytes | None = None
     padding_before: bytes = field(default=b"", repr=False)
+    external_attr: int | None = None
+    descriptor: bytes = field(default=b"", repr=False)
+    local_flag_bits: int | None = None
+    local_zeroed: bool = False
 
     def payload(self) -> bytes:
         """The bytes written after the local header."""
@@ -175,6 +189,25 @@ class RawEntry:
             return deflate_raw(self.content)
         return self.content
 
+    def attributes(self) -> int:
+        """The central directory's external attributes."""
+        if self.external_attr is not None:
+            return self.external_attr
+        return (self.mode & 0xFFFF) << 16
+
+
+def data_descriptor(
+    entry: RawEntry, *, signature: bool = True, zip64: bool = False, crc: int | None = None
+) -> bytes:
+    """The data descriptor a streaming writer puts after ``entry``'s data.
+
+    ``signature`` adds the optional ``PK\\x07\\x08``; ``zip64`` writes 8-byte sizes; ``crc``
+    replaces the true CRC (a descriptor that contradicts the central directory).
+    """
+    sizes = struct.pack("<QQ" if zip64 else "<LL", len(entry.payload()), _size(entry))
+    value = _crc(entry) if crc is None else crc
+    return (b"PK\x07\x08" if signature else b"") + struct.pack("<L", value) + sizes
+
 
 def build_raw_zip(
     entries: Sequence[RawEntry],
@@ -183,6 +216,8 @@ def build_raw_zip(
     absolute_offsets: bool = True,
     before_directory: bytes = b"",
     shared_data: Sequence[tuple[str, int]] = (),
+    comment: bytes = b"",
+    after_end: bytes = b"",
 ) -> bytes:
     """Assemble a zip by hand.
 
@@ -190,7 +225,9 @@ def build_raw_zip(
     directory counts it (as ``zip -A`` would), otherwise offsets ignore it (plain
     concatenation). ``before_directory`` is written between the last entry and the central
     directory. ``shared_data`` adds central-directory records ``(name, index)`` that reuse the
-    local header and data of ``entries[index]``: overlapping entries.
+    local header and data of ``entries[index]``: overlapping entries. ``comment`` is the zip
+    comment (counted by the end record); ``after_end`` is written after the end record and the
+    comment without being counted (appended data).
     """
     out = bytearray(prefix)
     base = 0 if absolute_offsets else len(prefix)
@@ -201,20 +238,21 @@ def build_raw_zip(
         local_name = name if entry.local_name is None else _encode(entry.local_name, 0)
         payload = entry.payload()
         offset = len(out) - base
+        zeroed = entry.local_zeroed
         out += _LOCAL.pack(
             b"PK\x03\x04",
             20,
-            entry.flag_bits,
+            entry.flag_bits if entry.local_flag_bits is None else entry.local_flag_bits,
             entry.method,
             0,
             0x21,
-            _crc(entry),
-            len(payload),
-            _size(entry),
+            0 if zeroed else _crc(entry),
+            0 if zeroed else len(payload),
+            0 if zeroed else _size(entry),
             len(local_name),
             0,
         )
-        out += local_name + payload
+        out += local_name + payload + entry.descriptor
         records.append((entry, name, offset))
     for shared_name, index in shared_data:
         entry, _, offset = records[index]
@@ -238,15 +276,22 @@ def build_raw_zip(
             0,
             0,
             0,
-            (entry.mode & 0xFFFF) << 16,
+            entry.attributes(),
             offset,
         )
         out += name
     directory_size = len(out) - base - directory_offset
     out += _END.pack(
-        b"PK\x05\x06", 0, 0, len(records), len(records), directory_size, directory_offset, 0
+        b"PK\x05\x06",
+        0,
+        0,
+        len(records),
+        len(records),
+        directory_size,
+        directory_offset,
+        len(comment),
     )
-    return bytes(out)
+    return bytes(out + comment + after_end)
 
 
 def write_raw_zip(path: Path, entries: Sequence[RawEntry], **kwargs: Any) -> Path:
@@ -258,6 +303,69 @@ def write_raw_zip(path: Path, entries: Sequence[RawEntry], **kwargs: Any) -> Pat
 def prepend_data(path: Path, data: bytes) -> Path:
     """Put ``data`` before the archive without fixing offsets (like a self-extractor stub)."""
     path.write_bytes(data + path.read_bytes())
+    return path
+
+
+def append_data(path: Path, data: bytes) -> Path:
+    """Put ``data`` after the archive's end record (two files joined, or a stray tail)."""
+    path.write_bytes(path.read_bytes() + data)
+    return path
+
+
+def msdos_folder(name: str) -> RawEntry:
+    """A folder entry as old Windows tools wrote it: no trailing slash, only the MS-DOS
+    directory attribute says it is a folder."""
+    return RawEntry(name, b"", create_system=MSDOS, external_attr=MSDOS_DIRECTORY)
+
+
+def streamed_entry(name: str, content: bytes, **descriptor: Any) -> RawEntry:
+    """A deflated entry written the way a streaming writer does: flag bit 3, zeros in the local
+    header, and a data descriptor after the data (``descriptor`` goes to :func:`data_descriptor`).
+    """
+    entry = RawEntry(
+        name,
+        content,
+        method=zipfile.ZIP_DEFLATED,
+        flag_bits=_DATA_DESCRIPTOR_FLAG,
+        local_zeroed=True,
+    )
+    entry.descriptor = data_descriptor(entry, **descriptor)
+    return entry
+
+
+def set_end_record_entries(path: Path, entries: int) -> Path:
+    """Overwrite both entry counts of the end record (the last one in the file)."""
+    raw = bytearray(path.read_bytes())
+    end = raw.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", raw, end + 8, entries, entries)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def with_zip64_end_record(path: Path, *, entries: int | None = None) -> Path:
+    """Rewrite the end of an archive in zip64 form: a zip64 end record and its locator, then a
+    classic end record holding only the "see zip64" sentinels. ``entries`` replaces the true
+    count in the zip64 record (0xFFFFFFFFFFFFFFFF is what a damaged or hostile file holds).
+    """
+    raw = path.read_bytes()
+    end = raw.rfind(b"PK\x05\x06")
+    _, _, _, _, count, directory_size, directory_offset, _ = _END.unpack_from(raw, end)
+    stated = count if entries is None else entries
+    zip64_end = _ZIP64_END.pack(
+        b"PK\x06\x06",
+        _ZIP64_END.size - 12,
+        45,
+        45,
+        0,
+        0,
+        stated,
+        stated,
+        directory_size,
+        directory_offset,
+    )
+    locator = _ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, end, 1)
+    sentinel_end = _END.pack(b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(raw[:end] + zip64_end + locator + sentinel_end)
     return path
 
 
