@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import peewee
 
+from registry.durable import flush_folders
 from registry.errors import (
     InstallCancelledError,
     InstallRefusedError,
@@ -474,6 +475,8 @@ class Installer:
         swap.swapped = True
         files_dir.rename(target)
         progress.checkpoint(NEW_VERSION_MOVED_IN)
+        # The renames reach the disk before the commit that describes them.
+        flush_folders({target.parent} | ({swap.trash.parent} if swap.trash else set()))
 
         progress.step("Recording in the registry")
         self.registry.commit_install(
@@ -611,6 +614,7 @@ class Installer:
                 swap.swapped = True
                 target.rename(swap.trash)
                 progress.checkpoint(OLD_VERSION_MOVED_ASIDE)
+                flush_folders({target.parent, swap.trash.parent})
             progress.step("Recording in the registry")
             self.registry.commit_uninstall(install_id, extension_id)
             swap.swapped = False

@@ -374,7 +374,9 @@ class Registry:
             pragmas={
                 "foreign_keys": 1,
                 "busy_timeout": BUSY_TIMEOUT_MS,
-                "synchronous": "NORMAL",
+                # In WAL mode NORMAL may lose the last commits at a power cut; an operation
+                # reported done must not be one of them (see registry.durable).
+                "synchronous": "FULL",
             },
             timeout=BUSY_TIMEOUT_MS / 1000,
             lock_type="IMMEDIATE",
