@@ -92,13 +92,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def setup_logging(verbose: bool, log_dir: Path | None = None) -> Path | None:
-    """A rotating file in the user log dir plus stderr; a log dir we cannot write is not fatal."""
+    """A rotating file in the user log dir, plus stderr with ``--verbose``; a log dir we cannot
+    write is not fatal. Without ``--verbose`` nothing from the log reaches the terminal: every
+    outcome a person needs is printed by the command itself, in plain words, and the log's
+    details (tracebacks included) stay in the file."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
-    stderr = logging.StreamHandler()
-    stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    stderr.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root.addHandler(stderr)
+    if verbose:
+        stderr = logging.StreamHandler()
+        stderr.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(stderr)
+    else:
+        # Stops logging's last-resort handler from printing warnings when the file is missing.
+        root.addHandler(logging.NullHandler())
     log_dir = log_dir if log_dir is not None else default_log_dir()
     try:
         log_dir.mkdir(parents=True, exist_ok=True)

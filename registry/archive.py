@@ -20,6 +20,7 @@ import hashlib
 import io
 import lzma
 import os
+import shutil
 import stat
 import struct
 import threading
@@ -192,6 +193,7 @@ class OpenArchive:
     def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
         self._label = _quote(path.name)
+        self._free_before_extraction = 0
         self._fh: io.BufferedReader | None = _open_file(path, self._label)
         try:
             self._inspect(limits)
@@ -272,6 +274,8 @@ class OpenArchive:
         self._check_destination(destination)
         if should_cancel():
             raise InstallCancelledError()
+        # Measured before writing, for the message should the disk fill up meanwhile.
+        self._free_before_extraction = shutil.disk_usage(destination).free
         folders = {destination.joinpath(*m.path.parts[:-1]) for m in self.members}
         folders.update(destination.joinpath(*folder.parts) for folder in self.folders)
         try:
@@ -648,9 +652,17 @@ class OpenArchive:
 
     def _write_error(self, member: ArchiveMember, exc: OSError) -> ArchiveError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = self._free_before_extraction
             return ArchiveError(
-                f"There is not enough disk space to install {self._label}. "
-                "Free some space and try again."
+                f"There is not enough disk space to install {self._label}: its files need "
+                f"{_format_bytes(self.total_bytes)}, and {_format_bytes(free)} "
+                f"{'was' if free == 1 else 'were'} free. Free some space and try again."
+            )
+        if exc.errno == errno.EROFS:
+            return ArchiveError(
+                f"Could not install {self._label}: the disk holding the data folder became "
+                "read-only while its files were written (the system does this when a disk "
+                "fails). Nothing was changed; check the disk, then try again."
             )
         return ArchiveError(
             f"Could not write {_quote(str(member.path))} from {self._label} ({_reason(exc)}). "

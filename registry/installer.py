@@ -26,6 +26,7 @@ inside the data folder.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import shutil
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import peewee
 
+from migrations.runner import expected_condition
 from registry.durable import flush_folders
 from registry.errors import (
     InstallCancelledError,
@@ -58,7 +60,13 @@ from registry.recovery import (
     staging_dir_for,
     trash_dir_for,
 )
-from registry.store import ExtensionValues, OperationRecord, Registry, plain_database_error
+from registry.store import (
+    RECORDING_ROOM,
+    ExtensionValues,
+    OperationRecord,
+    Registry,
+    plain_database_error,
+)
 from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind, OperationStatus
 
@@ -350,7 +358,7 @@ class Installer:
         try:
             self._execute(plan, progress, cancel, swap)
         except Exception as error:
-            self._fail(plan.install_id, error, swap, f"installing {plan.archive_path.name}")
+            return self._fail(plan.install_id, error, swap, f"installing {plan.archive_path.name}")
         finally:
             self._clean_staging(plan.install_id)
         return self.registry.get_operation(plan.install_id)
@@ -621,19 +629,45 @@ class Installer:
             progress.checkpoint(COMMITTED)
             _discard_trash(swap)
         except Exception as error:
-            self._fail(install_id, error, swap, f"uninstalling {extension_id}")
+            return self._fail(install_id, error, swap, f"uninstalling {extension_id}")
         return self.registry.get_operation(install_id)
 
     # -- failure ---------------------------------------------------------------------------------
 
-    def _fail(self, install_id: int, error: Exception, swap: _Swap, doing: str) -> None:
+    def _fail(self, install_id: int, error: Exception, swap: _Swap, doing: str) -> OperationRecord:
+        """Undo, free the space the operation used, then record why it failed. Returns the
+        final record, which says why even when a full or read-only disk kept the registry
+        from recording it (the next launch then finds the operation interrupted)."""
+        message = self._failure_message(error, doing)
+        if swap.swapped:
+            self._undo_swap(swap)
+        self._clean_staging(install_id)
+        cancelled = isinstance(error, InstallCancelledError)
+        status = OperationStatus.CANCELLED if cancelled else OperationStatus.FAILED
+        try:
+            self.registry.finish_operation(install_id, status, message)
+        except RegistryError:
+            log.warning("could not record the failure of operation %s", install_id, exc_info=True)
+        try:
+            record = self.registry.get_operation(install_id)
+        except RegistryError as unreadable:
+            raise RegistryError(message) from unreadable
+        if record.active:
+            return dataclasses.replace(record, status=status, error=message)
+        return record
+
+    def _failure_message(self, error: Exception, doing: str) -> str:
+        root = self.registry.paths.root
+        condition = expected_condition(error, root, RECORDING_ROOM, doing)
         plain = (
-            plain_database_error(error)
+            plain_database_error(error, root)
             if isinstance(error, peewee.OperationalError | sqlite3.OperationalError)
             else None
         )
         if isinstance(error, UserFacingError):
             message = str(error)
+        elif condition is not None:
+            message = str(condition)
         elif isinstance(error, OSError):
             message = plain_os_error(error, doing)
         elif plain is not None:
@@ -644,14 +678,7 @@ class Installer:
                 f"An unexpected error stopped {doing} ({type(error).__name__}: {error}). "
                 "Nothing was changed; details are in the log file."
             )
-        if swap.swapped:
-            self._undo_swap(swap)
-        cancelled = isinstance(error, InstallCancelledError)
-        status = OperationStatus.CANCELLED if cancelled else OperationStatus.FAILED
-        try:
-            self.registry.finish_operation(install_id, status, message)
-        except RegistryError:
-            log.exception("could not record the failure of operation %s", install_id)
+        return message
 
     def _undo_swap(self, swap: _Swap) -> None:
         target = swap.target

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import peewee
 
-from migrations.runner import APPLICATION_ID, MigrationReport, latest_version
+from migrations.runner import (
+    APPLICATION_ID,
+    MigrationReport,
+    disk_error_kind,
+    expected_condition,
+    latest_version,
+)
 from registry.errors import (
     ConfigError,
     InstallRefusedError,
@@ -37,6 +43,7 @@ from registry.errors import (
 )
 from registry.models import BoundModels, ExtensionInstall, bind_models
 from registry.paths import DataPaths
+from registry.reserve import keep_reserve, release_reserve
 from registry.vocabulary import (
     ACTIVE_STATUSES,
     OperationKind,
@@ -239,10 +246,21 @@ def _extension_record(row: Any) -> ExtensionRecord:
     )
 
 
+# What recording an operation or a setting may need: a few pages in the WAL, and the reserve.
+RECORDING_ROOM = 1024 * 1024
+
+
 def plain_database_error(
-    error: peewee.DatabaseError | sqlite3.DatabaseError,
+    error: peewee.DatabaseError | sqlite3.DatabaseError, data_dir: Path | None = None
 ) -> RegistryError | None:
-    """The known ways a write or read fails, in plain words; None for anything else (a bug)."""
+    """The known ways a write or read fails, in plain words; None for anything else (a bug).
+
+    With ``data_dir``, an I/O error is told apart by looking at the disk itself: SQLite says
+    only "disk I/O error" when a disk that turned read-only or filled up refuses a write."""
+    if data_dir is not None:
+        condition = expected_condition(error, data_dir, RECORDING_ROOM, "updating the registry")
+        if condition is not None:
+            return condition
     text = str(error)
     if "no such table" in text or "no such column" in text:
         return RegistryNotMigratedError(
@@ -275,7 +293,8 @@ def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
         try:
             return method(*args, **kwargs)
         except peewee.OperationalError as error:
-            plain = plain_database_error(error)
+            registry = args[0] if args and isinstance(args[0], Registry) else None
+            plain = plain_database_error(error, registry.paths.root if registry else None)
             if plain is not None:
                 raise plain from error
             raise
@@ -383,6 +402,7 @@ class Registry:
         )
         self._models: BoundModels = bind_models(self.database)
         self._check_schema()
+        keep_reserve(paths.space_reserve)
 
     def __enter__(self) -> Registry:
         return self
@@ -525,7 +545,22 @@ class Registry:
         self, install_id: int, status: OperationStatus, error: str | None = None
     ) -> None:
         """End an operation that is still running; one that already ended keeps its outcome
-        (a late failure must never turn a committed change into "failed")."""
+        (a late failure must never turn a committed change into "failed").
+
+        On a full disk the space reserve is given up and the write tried once more, so that
+        the history says why the operation failed instead of "interrupted" (registry.reserve).
+        """
+        try:
+            self._finish_operation(install_id, status, error)
+        except peewee.OperationalError as failure:
+            if disk_error_kind(failure) != "full" or not release_reserve(self.paths.space_reserve):
+                raise
+            log.warning("disk full: gave up the space reserve to record operation %s", install_id)
+            self._finish_operation(install_id, status, error)
+
+    def _finish_operation(
+        self, install_id: int, status: OperationStatus, error: str | None
+    ) -> None:
         installs = self._models.install
         now = utc_now()
         fields: dict[str, Any] = {"status": status, "ended_at": now, "updated_at": now}
@@ -768,18 +803,33 @@ class Registry:
             )
 
     @_translate_errors
-    def register_found(self, values: ExtensionValues, note: str) -> None:
-        """Record an extension found on disk (a rebuilt registry), with an operation row."""
+    def register_found(
+        self,
+        values: ExtensionValues,
+        note: str,
+        kind: OperationKind = OperationKind.INSTALL,
+    ) -> None:
+        """Record an extension found on disk (a rebuilt registry, or a folder that holds another
+        version than the registry says), with an operation row of ``kind``. An extension that
+        is already registered keeps its enabled state, its settings and when it was installed;
+        only what describes the files changes."""
         extensions = self._models.extension
         now = utc_now()
         with self.database.atomic():
-            extensions.insert(
-                id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
-            ).execute()
+            current = extensions.get_or_none(extensions.id == values.id)
+            if current is None:
+                extensions.insert(
+                    id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
+                ).execute()
+            else:
+                extensions.update(updated_at=now, **values.columns()).where(
+                    extensions.id == values.id
+                ).execute()
             self.record_completed_operation(
                 values.id,
-                OperationKind.INSTALL,
+                kind,
                 note,
+                from_version=current.version if current is not None else None,
                 to_version=values.version,
                 file_count=len(values.files),
                 total_bytes=sum(size for _path, size in values.files),

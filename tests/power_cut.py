@@ -144,12 +144,14 @@ def can_mount() -> str | None:
 
 
 @contextlib.contextmanager
-def ext4_image(scratch: Path, size_mib: int = IMAGE_MIB) -> Iterator[MountedImage]:
+def ext4_image(
+    scratch: Path, size_mib: int = IMAGE_MIB, options: str = "loop"
+) -> Iterator[MountedImage]:
     image = scratch / "disk.img"
     with image.open("wb") as fh:
         fh.truncate(size_mib * 1024 * 1024)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    mounted = MountedImage(image, scratch / "mnt")
+    mounted = MountedImage(image, scratch / "mnt", options)
     mounted.mount_point.mkdir()
     mounted.mount()
     try:
@@ -162,15 +164,30 @@ def ext4_image(scratch: Path, size_mib: int = IMAGE_MIB) -> Iterator[MountedImag
 class MountedImage:
     image: Path
     mount_point: Path
+    options: str = "loop"
     mounted: bool = False
 
     def mount(self) -> None:
+        # A filesystem that stopped on an error is marked as such; the check a boot would run
+        # clears the mark before it is mounted again.
+        subprocess.run(["e2fsck", "-p", str(self.image)], check=False, capture_output=True)
         subprocess.run(
-            ["mount", "-o", "loop", str(self.image), str(self.mount_point)],
+            ["mount", "-o", self.options, str(self.image), str(self.mount_point)],
             check=True,
             capture_output=True,
         )
         self.mounted = True
+
+    def turn_read_only(self) -> None:
+        """Make ext4 hit an error, as a failing disk does: mounted with ``errors=remount-ro``
+        it turns read-only at once, under every open writer."""
+        source = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", str(self.mount_point)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        Path(f"/sys/fs/ext4/{Path(source).name}/trigger_fs_error").write_text("test\n")
 
     def unmount(self) -> None:
         if self.mounted:
