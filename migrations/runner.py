@@ -26,10 +26,12 @@ import errno
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import json
 import logging
 import re
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +40,9 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
+from registry.durable import flush_folder
 from registry.errors import MigrationError, RegistryError, RegistryNeedsRescueError
+from registry.paths import disk_is_read_only, free_bytes, same_disk, size_words
 
 # "EXMG": marks the file as an Extension Manager registry for ``PRAGMA application_id``.
 APPLICATION_ID = 0x45584D47
@@ -46,6 +50,17 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 HISTORY_TABLE = "schema_migrations"
 STEP_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.py$")
 KEEP_BACKUPS = 5
+# Room a launch needs besides the registry itself: SQLite's shared-memory index (32 KiB), the
+# write-ahead log of the first writes (recovering an operation, progress rows), with margin.
+OPEN_SPACE_BYTES = 1024 * 1024
+# What a fresh registry needs: the schema of every step, in rollback-journal mode (the journal
+# doubles the writes) and then switched to WAL.
+NEW_REGISTRY_BYTES = 1024 * 1024
+# Applying steps rebuilds tables inside one transaction: the new copy of a table and the
+# journal (or write-ahead log) holding the pages it replaces each take up to the registry's
+# size, so the working space is twice the registry, plus margin.
+MIGRATION_WORKING_FACTOR = 2
+MIGRATION_MARGIN_BYTES = 256 * 1024
 BUSY_TIMEOUT_SECONDS = 10.0
 CHECKSUM_PREFIX = "sql-v1:"
 # The characters SQLite's tokenizer reads as white space (a vertical tab is not one of them).
@@ -58,6 +73,120 @@ RESCUE_HINT = (
     "Run 'extension-manager rescue' to restore the latest backup or to rebuild the registry "
     "from the extensions on disk."
 )
+
+
+class DiskConditionError(RegistryError):
+    """The disk is full, over quota or read-only. An expected condition, never damage: the
+    message says what is wrong and how much room is needed, and no rescue is offered (moving a
+    registry aside on a full disk could not create a new one)."""
+
+
+class MigrationDiskError(DiskConditionError, MigrationError):
+    """An upgrade that cannot run, or did not finish, for lack of room; nothing was changed."""
+
+
+class UnreadableRegistryError(RegistryNeedsRescueError):
+    """SQLite cannot read the registry, or finds it damaged."""
+
+
+class ForeignDatabaseError(RegistryError):
+    """The file is a SQLite database of another program."""
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY_ERRNOS = (errno.EROFS,)
+
+
+def _error_chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def disk_error_kind(error: BaseException) -> str | None:
+    """What a full or read-only disk has to do with an error from SQLite or the operating
+    system, looking through wrapped errors: "full", "read-only", "maybe" (an I/O error that a
+    full or read-only disk also causes) or None."""
+    kind: str | None = None
+    for cause in _error_chain(error):
+        if isinstance(cause, OSError) and cause.errno is not None:
+            if cause.errno in _FULL_ERRNOS:
+                return "full"
+            if cause.errno in _READ_ONLY_ERRNOS:
+                return "read-only"
+        if isinstance(cause, sqlite3.Error):
+            name = getattr(cause, "sqlite_errorname", None) or ""
+            text = str(cause)
+            if name == "SQLITE_FULL" or "database or disk is full" in text:
+                return "full"
+            if name in ("SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY"):
+                # A read-only connection that finds a hot journal or log to replay: the disk
+                # is to blame only if it really is read-only.
+                kind = "maybe"
+            elif name.startswith("SQLITE_READONLY") or "readonly database" in text:
+                return "read-only"
+            if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or "disk I/O error" in text:
+                kind = "maybe"
+    return kind
+
+
+def disk_condition(
+    folder: Path,
+    needed: int,
+    doing: str,
+    outcome: str = "nothing was changed",
+    then: str = "start again",
+) -> DiskConditionError | None:
+    """The plain sentence for a disk that cannot take ``doing`` now: read-only, or with less
+    than ``needed`` bytes free. None when the disk is writable and has the room."""
+    if disk_is_read_only(folder):
+        return _read_only_error(folder, doing, outcome, then)
+    free = free_bytes(folder)
+    if free < needed:
+        return DiskConditionError(
+            f"The disk is full: {doing} needs about {size_words(needed)} free on the disk "
+            f"holding {folder}, but only {size_words(free)} is free, so {outcome}. Free some "
+            f"space, then {then}."
+        )
+    return None
+
+
+def _read_only_error(
+    folder: Path, doing: str, outcome: str = "nothing was changed", then: str = "start again"
+) -> DiskConditionError:
+    return DiskConditionError(
+        f"The disk holding {folder} is read-only (or the folder may not be written), so "
+        f"{doing} is not possible and {outcome}. Make it writable, or choose another data "
+        f"folder with --data-dir, then {then}."
+    )
+
+
+def expected_condition(
+    error: BaseException, folder: Path, needed: int, doing: str
+) -> DiskConditionError | None:
+    """What a full or read-only disk made of ``error``, in one plain sentence; None when the
+    error is something else (damage, a bug). An I/O error counts only when the disk really is
+    full or read-only; SQLite's own "full" counts even with room on the disk (a quota)."""
+    kind = disk_error_kind(error)
+    if kind is None:
+        return None
+    condition = disk_condition(folder, needed, doing)
+    if condition is not None or kind == "maybe":
+        return condition
+    if kind == "full":
+        return DiskConditionError(
+            f"The disk is full (or this user's quota is used up): {doing} needs about "
+            f"{size_words(needed)} more free on the disk holding {folder}, so nothing was "
+            f"changed. Free some space, then start again."
+        )
+    return DiskConditionError(
+        f"The registry in {folder} is read-only (its file cannot be written), so {doing} is "
+        f"not possible and nothing was changed. Check the permissions of the registry and its "
+        f"folder, or choose another data folder with --data-dir, then start again."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +254,8 @@ class MigrationReport:
     backup: Path | None
     applied: tuple[str, ...] = field(default=())
     restamped: tuple[int, ...] = field(default=())
+    # What was moved out of the way before the database was opened, in words for the person.
+    set_aside: tuple[str, ...] = field(default=())
 
 
 def normalise_statement(statement: str) -> str:
@@ -337,30 +468,50 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
             ).fetchone()[0]
             if application_id != APPLICATION_ID and (application_id != 0 or tables or version):
-                raise RegistryError(
+                raise ForeignDatabaseError(
                     f"The file {db_path} is a SQLite database of another program, not an "
                     f"Extension Manager registry. It was left untouched. Move it away or choose "
                     f"another data folder with --data-dir."
                 )
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise RegistryNeedsRescueError(
+                raise UnreadableRegistryError(
                     f"The registry {db_path} is damaged ({check}). It was left untouched. "
                     f"{RESCUE_HINT}"
                 )
             applied = _history(connection)
+            gaps = schema_gaps(connection, steps[:version]) if 0 < version <= latest else []
     except RegistryError:
         raise
     except sqlite3.DatabaseError as error:
+        condition = expected_condition(
+            error, db_path.parent, OPEN_SPACE_BYTES, "opening the registry"
+        )
+        if condition is not None:
+            raise condition from error
+        foreign = foreign_companions(db_path)
+        if foreign:
+            raise RegistryError(
+                f"{foreign[0].path} does not belong to the registry ({foreign[0].reason}), so "
+                f"the registry was not opened with it. Nothing was changed: close every "
+                f"Extension Manager window, then start again, and it will be moved aside."
+            ) from error
         if _is_permission_problem(error):
             raise RegistryError(
                 f"The registry {db_path} cannot be opened ({error}): its file or folder is not "
                 f"readable or writable. Check the permissions of {db_path.parent}, or choose "
                 f"another data folder with --data-dir."
             ) from error
-        raise RegistryNeedsRescueError(
+        raise UnreadableRegistryError(
             f"The registry {db_path} cannot be read ({error}). It was left untouched. {RESCUE_HINT}"
         ) from error
+    if gaps:
+        shown = "; ".join(gaps[:4]) + ("; ..." if len(gaps) > 4 else "")
+        raise RegistryNeedsRescueError(
+            f"The registry {db_path} says it is at schema version {version}, but it lacks "
+            f"what that version creates: {shown}. Another program may have changed it, or it "
+            f"was restored only in part. It was left untouched. {RESCUE_HINT}"
+        )
     if version > latest:
         raise RegistryError(
             f"The registry {db_path} was written by a newer Extension Manager (schema version "
@@ -393,6 +544,63 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
     )
 
 
+_EXPECTED_SCHEMAS: dict[tuple[str, ...], dict[str, frozenset[str]]] = {}
+
+
+def tables_and_columns(connection: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """Every table of the database (SQLite's own and the runner's history aside) with the
+    names of its columns."""
+    names = [
+        str(row[0])
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name != ?",
+            (HISTORY_TABLE,),
+        )
+    ]
+    return {
+        name: frozenset(str(row[1]) for row in connection.execute(f'PRAGMA table_info("{name}")'))
+        for name in names
+    }
+
+
+def expected_schema(steps: tuple[Step, ...]) -> dict[str, frozenset[str]]:
+    """The tables and columns that ``steps`` create, found by running them on an empty
+    database in memory (once per set of steps)."""
+    key = tuple(f"{step.version}:{step.checksum}" for step in steps)
+    cached = _EXPECTED_SCHEMAS.get(key)
+    if cached is None:
+        connection = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for step in steps:
+                step.apply(connection)
+            cached = tables_and_columns(connection)
+        except sqlite3.Error:
+            # Steps that cannot run on an empty database describe no schema to compare with.
+            log.warning("the migration steps do not run on an empty database", exc_info=True)
+            cached = {}
+        finally:
+            connection.close()
+        _EXPECTED_SCHEMAS[key] = cached
+    return cached
+
+
+def schema_gaps(connection: sqlite3.Connection, steps: tuple[Step, ...]) -> list[str]:
+    """What the database lacks of the tables and columns that ``steps`` (those it says it has
+    applied) create: a dropped table or column, a partial restore. Extra ones are not gaps."""
+    expected = expected_schema(steps)
+    actual = tables_and_columns(connection)
+    gaps: list[str] = []
+    for table, columns in sorted(expected.items()):
+        if table not in actual:
+            gaps.append(f"the table {table} is missing")
+            continue
+        gaps.extend(
+            f"the column {table}.{name} is missing" for name in sorted(columns - actual[table])
+        )
+    return gaps
+
+
 def _is_permission_problem(error: sqlite3.Error) -> bool:
     name = getattr(error, "sqlite_errorname", None) or ""
     return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"))
@@ -410,6 +618,8 @@ def _roll_back_hot_journal(db_path: Path) -> None:
     journal = db_path.with_name(db_path.name + "-journal")
     if not journal.exists() or journal.stat().st_size == 0:
         return
+    if journal_problem(db_path, journal) is not None:
+        return  # another database's: never played back into this one (see migrate)
     try:
         connection = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_SECONDS)
     except sqlite3.Error:
@@ -420,6 +630,380 @@ def _roll_back_hot_journal(db_path: Path) -> None:
         pass
     finally:
         connection.close()
+
+
+# -- companion files: a rollback journal or write-ahead log is used only if it is this database's
+
+# https://www.sqlite.org/fileformat2.html: section 1.3 (the database header), 4.1 (the rollback
+# journal) and 4.3 (the write-ahead log).
+JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+WAL_MAGIC_LITTLE_ENDIAN = 0x377F0682  # checksums in little-endian words
+WAL_MAGIC_BIG_ENDIAN = 0x377F0683
+WAL_FORMAT_VERSION = 3007000
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
+DB_HEADER_BYTES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DbHeader:
+    """The fields of a database header (page 1) that tie a journal or log to its database."""
+
+    page_size: int
+    wal_mode: bool  # read/write format versions 2: the database is in WAL mode
+    change_counter: int
+    page_count: int | None  # the in-header size, when it is valid
+    text_encoding: int
+    application_id: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> DbHeader | None:
+        if len(data) < DB_HEADER_BYTES or not data.startswith(SQLITE_HEADER):
+            return None
+        raw_size = struct.unpack_from(">H", data, 16)[0]
+        page_size = 65536 if raw_size == 1 else raw_size
+        counter, pages = struct.unpack_from(">II", data, 24)
+        valid_for = struct.unpack_from(">I", data, 92)[0]
+        return cls(
+            page_size=page_size,
+            wal_mode=data[18] == 2 and data[19] == 2,
+            change_counter=counter,
+            page_count=pages if valid_for == counter and pages > 0 else None,
+            text_encoding=struct.unpack_from(">I", data, 56)[0],
+            application_id=struct.unpack_from(">I", data, 68)[0],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignCompanion:
+    path: Path
+    reason: str  # why it is not this database's, in words for a person
+
+
+def _read_db_header(db_path: Path) -> DbHeader | None:
+    try:
+        with db_path.open("rb") as handle:
+            return DbHeader.parse(handle.read(DB_HEADER_BYTES))
+    except FileNotFoundError:
+        return None
+
+
+def _same_encoding(first: DbHeader, second: DbHeader) -> bool:
+    # A new database has no text encoding (0) until its first table is created.
+    return 0 in (first.text_encoding, second.text_encoding) or (
+        first.text_encoding == second.text_encoding
+    )
+
+
+def _valid_page_size(size: int) -> bool:
+    return 512 <= size <= 65536 and size & (size - 1) == 0
+
+
+def _valid_sector_size(size: int) -> bool:
+    return 32 <= size <= 65536 and size & (size - 1) == 0
+
+
+def _journal_page_checksum(nonce: int, page: bytes) -> int:
+    # SQLite's pager_cksum: the nonce plus every 200th byte, from the end of the page.
+    total = nonce
+    index = len(page) - 200
+    while index > 0:
+        total += page[index]
+        index -= 200
+    return total & 0xFFFFFFFF
+
+
+def _journal_first_page(data: bytes, page_size: int) -> bytes | None:
+    """The journal's copy of page 1 (the page as the transaction found it), if SQLite would
+    play one back: every segment is read the way SQLite reads a hot journal, and a record whose
+    checksum fails ends the playback."""
+    offset = 0
+    record_size = 4 + page_size + 4
+    while offset + 28 <= len(data) and data[offset : offset + 8] == JOURNAL_MAGIC:
+        count, nonce, _initial, sector, size = struct.unpack_from(">IIIII", data, offset + 8)
+        if size != page_size or not _valid_sector_size(sector):
+            return None
+        header_size = sector
+        position = offset + header_size
+        if count == 0xFFFFFFFF:
+            count = (len(data) - position) // record_size
+        for _ in range(count):
+            if position + record_size > len(data):
+                return None
+            number = struct.unpack_from(">I", data, position)[0]
+            page = data[position + 4 : position + 4 + page_size]
+            checksum = struct.unpack_from(">I", data, position + 4 + page_size)[0]
+            if checksum != _journal_page_checksum(nonce, page):
+                return None
+            if number == 1:
+                return page
+            position += record_size
+        offset = -(-position // header_size) * header_size
+    return None
+
+
+def journal_problem(db_path: Path, journal: Path) -> str | None:
+    """Why ``journal`` is not a hot journal of the database at ``db_path`` (None when it is, or
+    when SQLite would not use it anyway).
+
+    A hot journal holds the pages a transaction found, so it must agree with the database:
+    the same page size; as the original size, the size the database had when that transaction
+    began; and its copy of page 1 must be the page 1 the database had then, whose change
+    counter is the database's or one less (the transaction's commit may have written page 1
+    before it was cut off). A database in WAL mode writes no rollback journal, except in the
+    one transaction that switched it to WAL, whose copy of page 1 is not yet in WAL mode.
+    """
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None  # SQLite ignores an empty journal
+    if len(data) < 28 or data[:8] != JOURNAL_MAGIC:
+        return "it is not a SQLite rollback journal"
+    db = _read_db_header(db_path)
+    if db is None:
+        # SQLite deletes a journal it finds next to an empty database: keep it instead.
+        return "there is no database it could belong to"
+    _count, _nonce, initial, _sector, page_size = struct.unpack_from(">IIIII", data, 8)
+    if page_size != db.page_size:
+        return f"its pages are {page_size} bytes, the registry's {db.page_size}"
+    first = _journal_first_page(data, page_size)
+    original = DbHeader.parse(first) if first is not None else None
+    if first is not None and original is None:
+        return "its copy of the first page is not a SQLite database header"
+    if original is None:
+        # Page 1 was not journaled, so the transaction had not changed it: the database's own
+        # page 1 is the one that transaction began with.
+        if initial == 0:
+            # Only the first transaction of a new database journals nothing and starts empty.
+            if db.wal_mode or db.change_counter > 1:
+                return "it would empty the registry: it was written for a new, empty database"
+            return None
+        if db.wal_mode:
+            return "the registry is in WAL mode, which writes no rollback journal"
+        if db.page_count is not None and db.page_count != initial:
+            return (
+                f"it was written for a database of {initial} pages; the registry's last "
+                f"commit left {db.page_count}"
+            )
+        return None
+    if original.page_size != db.page_size or not _same_encoding(original, db):
+        return "its copy of the first page belongs to a different database"
+    if original.wal_mode:
+        return "its copy of the first page is of a database in WAL mode"
+    if original.page_count is not None and original.page_count != initial:
+        return "its header and its copy of the first page disagree"
+    behind = (db.change_counter - original.change_counter) & 0xFFFFFFFF
+    if behind not in (0, 1):
+        return (
+            f"it is older or newer than the registry's last commit (change counter "
+            f"{original.change_counter}, the registry's {db.change_counter})"
+        )
+    if behind == 0 and db.wal_mode:
+        return "the registry is in WAL mode, which writes no rollback journal"
+    if original.application_id != db.application_id and not (
+        behind == 1 and original.application_id == 0 and db.application_id == APPLICATION_ID
+    ):
+        return "its copy of the first page belongs to another program's database"
+    return None
+
+
+def _wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    for index in range(0, len(words), 2):
+        s0 = (s0 + words[index] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[index + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+@dataclass(frozen=True, slots=True)
+class _WalContents:
+    page_size: int
+    committed_size: int | None  # the database size in pages after the last commit in the log
+    first_pages: tuple[bytes, ...]  # every committed version of page 1, oldest first
+
+
+def _read_wal(data: bytes) -> _WalContents | str:
+    """The frames SQLite would use: those after the header whose salts match it and whose
+    running checksum holds, up to the last commit frame. A reason string if it is no WAL."""
+    if len(data) < WAL_HEADER_BYTES:
+        return "it is too short to be a SQLite write-ahead log"
+    magic, version, page_size, _sequence, salt1, salt2, c0, c1 = struct.unpack_from(">8I", data, 0)
+    if magic not in (WAL_MAGIC_LITTLE_ENDIAN, WAL_MAGIC_BIG_ENDIAN) or version != (
+        WAL_FORMAT_VERSION
+    ):
+        return "it is not a SQLite write-ahead log"
+    big_endian = magic == WAL_MAGIC_BIG_ENDIAN
+    if (c0, c1) != _wal_checksum(data[:24], big_endian, 0, 0) or not _valid_page_size(page_size):
+        return "its header is damaged"
+    s0, s1 = c0, c1
+    offset = WAL_HEADER_BYTES
+    frame_size = WAL_FRAME_HEADER_BYTES + page_size
+    pending: list[bytes] = []
+    first_pages: list[bytes] = []
+    committed: int | None = None
+    while offset + frame_size <= len(data):
+        number, size, frame_salt1, frame_salt2, f0, f1 = struct.unpack_from(">6I", data, offset)
+        if number == 0 or (frame_salt1, frame_salt2) != (salt1, salt2):
+            break
+        page = data[offset + WAL_FRAME_HEADER_BYTES : offset + frame_size]
+        s0, s1 = _wal_checksum(data[offset : offset + 8], big_endian, s0, s1)
+        s0, s1 = _wal_checksum(page, big_endian, s0, s1)
+        if (s0, s1) != (f0, f1):
+            break
+        if number == 1:
+            pending.append(page)
+        if size:
+            committed = size
+            first_pages.extend(pending)
+            pending.clear()
+        offset += frame_size
+    return _WalContents(page_size, committed, tuple(first_pages))
+
+
+def wal_problem(db_path: Path, wal: Path) -> str | None:
+    """Why ``wal`` is not the write-ahead log of the database at ``db_path`` (None when it may
+    be, or when SQLite would find nothing in it to use).
+
+    The log's header holds the page size; its frames hold committed versions of pages. The
+    database must be in WAL mode (it is switched before its log is first written) and have the
+    log's page size; every committed page 1 in the log must be this database's (its
+    application id, encoding and page size), and their change counters must follow the
+    database's own: a commit that rewrites page 1 gives it the counter it read plus one, so the
+    log's versions rise by at most one at a time, and the database (checkpointed up to some
+    frame) holds one of them or the one just before the first. The registry never shrinks (it
+    is never vacuumed), so the log's last commit cannot describe a smaller database than the
+    file already is. Another registry's log that touched no page 1 cannot be told apart this
+    way, unless the registry cannot be read through it (see ``read_status_without_log``).
+    """
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None
+    db = _read_db_header(db_path)
+    if db is None:
+        # SQLite deletes a log it finds next to an empty database: keep it instead.
+        return "there is no database it could belong to"
+    contents = _read_wal(data)
+    if isinstance(contents, str):
+        return contents
+    if contents.page_size != db.page_size:
+        return f"its pages are {contents.page_size} bytes, the registry's {db.page_size}"
+    if contents.committed_size is None:
+        return None  # no committed frame: SQLite reads nothing from it and starts it afresh
+    if not db.wal_mode:
+        return "the registry is not in WAL mode, so it writes no write-ahead log"
+    counters: list[int] = []
+    for page in contents.first_pages:
+        header = DbHeader.parse(page)
+        if header is None:
+            return "its first page is not a SQLite database header"
+        if (header.application_id, header.page_size) != (db.application_id, db.page_size):
+            return "its first page belongs to another database"
+        if not _same_encoding(header, db):
+            return "its first page belongs to another database"
+        counters.append(header.change_counter)
+    if any(later - earlier not in (0, 1) for earlier, later in itertools.pairwise(counters)):
+        return "its versions of the first page do not follow one another"
+    if counters and db.change_counter > counters[-1]:
+        return (
+            f"it is older than the registry's last commit (change counter {counters[-1]}, the "
+            f"registry's {db.change_counter})"
+        )
+    if counters and db.change_counter < counters[0] - 1:
+        return (
+            f"it continues changes the registry does not have (change counter {counters[0]}, "
+            f"the registry's {db.change_counter})"
+        )
+    db_pages = db_path.stat().st_size // db.page_size
+    if contents.committed_size < db_pages:
+        return (
+            f"it describes a database of {contents.committed_size} pages, smaller than the "
+            f"registry's {db_pages}"
+        )
+    return None
+
+
+def companion(db_path: Path, suffix: str) -> Path:
+    return db_path.with_name(db_path.name + suffix)
+
+
+def foreign_companions(db_path: Path) -> list[ForeignCompanion]:
+    """The rollback journal and write-ahead log next to the database that are not its own."""
+    found = []
+    for suffix, problem in (("-journal", journal_problem), ("-wal", wal_problem)):
+        path = companion(db_path, suffix)
+        reason = problem(db_path, path)
+        if reason is not None:
+            found.append(ForeignCompanion(path, reason))
+    return found
+
+
+def set_aside_foreign_companions(db_path: Path) -> tuple[str, ...]:
+    """Rename every companion file that is not this database's out of SQLite's way, before
+    anything opens the database: SQLite would play another database's journal back into this
+    one, read another's log as if it were this one's, and delete either when it finds it next
+    to an empty database. Renamed, never deleted; what was done comes back in plain words.
+
+    The caller holds the exclusive lock: nobody else has the database open, so no log that
+    another process is writing can be moved.
+    """
+    notes: list[str] = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    for foreign in foreign_companions(db_path):
+        moved = foreign.path.with_name(f"{foreign.path.name}.foreign-{stamp}")
+        foreign.path.rename(moved)
+        index = companion(db_path, "-shm")
+        if foreign.path.name.endswith("-wal") and index.exists():
+            # The shared-memory index describes that log; SQLite rebuilds its own.
+            index.rename(index.with_name(f"{index.name}.foreign-{stamp}"))
+        log.warning("moved %s aside as %s: %s", foreign.path, moved, foreign.reason)
+        notes.append(
+            f"{foreign.path.name} next to the registry was not used: it does not belong to it "
+            f"({foreign.reason}). It was moved aside as {moved}; the registry was opened as it "
+            f"was last saved, and nothing was deleted."
+        )
+    if notes:
+        flush_folder(db_path.parent)
+    return tuple(notes)
+
+
+def read_status_without_log(
+    db_path: Path, steps: tuple[Step, ...]
+) -> tuple[DatabaseStatus, str] | None:
+    """When the database cannot be read through its write-ahead log but is intact without it,
+    the log is not its own (or is damaged): keep it aside, renamed, and say so. None (with the
+    log back in place) when the database is no better without it. The caller holds the
+    exclusive lock.
+
+    Only the log is tried this way: without its log a database holds its last checkpoint, a
+    consistent state, whereas without a hot rollback journal it holds half a transaction.
+    """
+    wal, index = companion(db_path, "-wal"), companion(db_path, "-shm")
+    if not wal.is_file() or wal.stat().st_size == 0:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    moved = {path: path.with_name(f"{path.name}.unused-{stamp}") for path in (wal, index)}
+    for path, aside in moved.items():
+        if path.exists():
+            path.rename(aside)
+    try:
+        status = read_status(db_path, steps)
+    except RegistryError:
+        for path, aside in moved.items():
+            if aside.exists():
+                aside.replace(path)
+        return None
+    flush_folder(db_path.parent)
+    log.warning("the registry %s reads only without its log; moved it to %s", db_path, moved[wal])
+    return status, (
+        f"{wal.name} next to the registry could not be read with it, while the registry alone "
+        f"is intact: the log does not belong to it or is damaged. It was moved aside as "
+        f"{moved[wal]}; the registry was opened as it was last saved, and nothing was deleted."
+    )
 
 
 def _table_counts(connection: sqlite3.Connection) -> dict[str, int]:
@@ -434,6 +1018,20 @@ def _table_counts(connection: sqlite3.Connection) -> dict[str, int]:
     }
 
 
+def _partial_files(partial: Path) -> list[Path]:
+    """A partial copy and the journal SQLite keeps beside it while writing it."""
+    return [partial.with_name(partial.name + suffix) for suffix in ("", "-journal", "-wal", "-shm")]
+
+
+def remove_partial_backups(backups_dir: Path) -> None:
+    """A backup that was cut off (killed, disk full) leaves a partial copy and its journal:
+    they are never a backup, and on a nearly full disk they take the room the next try needs."""
+    if not backups_dir.is_dir():
+        return
+    for stale in backups_dir.glob("registry-v*.partial*"):
+        stale.unlink(missing_ok=True)
+
+
 def backup_database(
     db_path: Path, backups_dir: Path, version: int, keep: int = KEEP_BACKUPS
 ) -> Path:
@@ -442,19 +1040,85 @@ def backup_database(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = backups_dir / f"registry-v{version}-{stamp}.db"
     partial = target.with_suffix(".partial")
-    # A launch killed during an earlier backup leaves its partial copy: it is never a backup.
-    for stale in backups_dir.glob("registry-v*.partial"):
-        stale.unlink(missing_ok=True)
+    remove_partial_backups(backups_dir)
     try:
         _copy_and_verify(db_path, backups_dir, version, partial)
         partial.replace(target)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        for leftover in _partial_files(partial):
+            leftover.unlink(missing_ok=True)
         raise
+    prune_backups(backups_dir, keep)
+    return target
+
+
+def prune_backups(backups_dir: Path, keep: int = KEEP_BACKUPS) -> None:
     backups = sorted(backups_dir.glob("registry-v*.db"), key=lambda p: p.stat().st_mtime_ns)
     for old in backups[:-keep]:
         old.unlink(missing_ok=True)
-    return target
+
+
+def reusable_backup(db_path: Path, backups_dir: Path, version: int) -> Path | None:
+    """The newest backup of this version, if the database has not changed since it was taken.
+
+    A migration that failed leaves the database exactly as it was, and its backup: trying again
+    must not add another full-size copy each time. The database counts as unchanged when its
+    inode (and its log's) last changed before the backup was written: ``st_ctime`` moves with
+    every write, rename or copy into place, and cannot be set back like a modification time.
+    """
+    candidates = sorted(
+        backups_dir.glob(f"registry-v{version}-*.db"),
+        key=lambda p: p.stat().st_mtime_ns,
+        reverse=True,
+    )
+    if not candidates:
+        return None
+    newest = candidates[0]
+    taken = newest.stat().st_mtime_ns
+    for path in (db_path, companion(db_path, "-wal"), companion(db_path, "-journal")):
+        if path.exists() and path.stat().st_ctime_ns >= taken:
+            return None
+    try:
+        with _read_only(newest) as connection:
+            same = (
+                connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+                and connection.execute("PRAGMA user_version").fetchone()[0] == version
+                and connection.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            )
+    except sqlite3.Error:
+        return None
+    return newest if same else None
+
+
+def _database_bytes(db_path: Path) -> int:
+    return sum(
+        path.stat().st_size for path in (db_path, companion(db_path, "-wal")) if path.exists()
+    )
+
+
+def check_migration_room(
+    db_path: Path, backups_dir: Path, *, backup_bytes: int, working_bytes: int
+) -> None:
+    """Refuse, before anything is written, an upgrade the disk has no room to finish."""
+    if backup_bytes and not same_disk(backups_dir, db_path):
+        for folder, needed, doing in (
+            (backups_dir, backup_bytes, "backing up the registry before upgrading it"),
+            (db_path.parent, working_bytes, "upgrading the registry"),
+        ):
+            condition = disk_condition(folder, needed, doing)
+            if condition is not None:
+                raise MigrationDiskError(str(condition))
+        return
+    if backup_bytes:
+        doing = (
+            f"upgrading the registry (a {size_words(backup_bytes)} backup and "
+            f"{size_words(working_bytes)} of working space)"
+        )
+    else:
+        doing = "creating the registry"
+    condition = disk_condition(db_path.parent, backup_bytes + working_bytes, doing)
+    if condition is not None:
+        raise MigrationDiskError(str(condition))
 
 
 def _copy_and_verify(db_path: Path, backups_dir: Path, version: int, partial: Path) -> None:
@@ -479,18 +1143,13 @@ def _copy_and_verify(db_path: Path, backups_dir: Path, version: int, partial: Pa
             destination.close()
 
 
-def _backup_failure(error: OSError | sqlite3.Error, backups_dir: Path) -> str:
-    if isinstance(error, OSError):
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:
-        full = getattr(error, "sqlite_errorname", None) == "SQLITE_FULL" or "disk is full" in str(
-            error
-        )
-    if full:
+def _backup_failure(error: OSError | sqlite3.Error, backups_dir: Path, needed: int) -> str:
+    if disk_error_kind(error) == "full":
         return (
             f"The disk is full: the registry could not be backed up before upgrading it, so it "
-            f"was not upgraded and nothing was changed. Free some space on the disk that holds "
-            f"{backups_dir} and start again."
+            f"was not upgraded and nothing was changed. Upgrading needs about "
+            f"{size_words(needed)} free on the disk that holds {backups_dir}, and "
+            f"{size_words(free_bytes(backups_dir))} is free: free some space and start again."
         )
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return (
@@ -546,7 +1205,10 @@ def apply_pending(db_path: Path, steps: tuple[Step, ...]) -> tuple[str, ...]:
             connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # After some errors (SQLITE_FULL among them) SQLite has already rolled back, and a
+            # second ROLLBACK would replace the real error with "no transaction is active".
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
         _enable_wal(connection)
     finally:
@@ -575,7 +1237,8 @@ def restamp_checksums(db_path: Path, steps: tuple[Step, ...]) -> None:
             _restamp_legacy_checksums(connection, steps)
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
     finally:
         connection.close()
@@ -596,9 +1259,22 @@ def _enable_wal(connection: sqlite3.Connection, attempts: int = 50) -> None:
 def migrate(
     db_path: Path, backups_dir: Path, steps: tuple[Step, ...] | None = None
 ) -> MigrationReport:
-    """Bring the database to the latest version. The caller must hold the exclusive lock."""
+    """Bring the database to the latest version. The caller must hold the exclusive lock.
+
+    First, companion files that are not this database's are moved aside (with the lock held
+    nobody else has it open); then, if steps are pending, the disk must have room for the
+    backup and the working space before anything is written.
+    """
     steps = steps if steps is not None else load_steps()
-    status = read_status(db_path, steps)
+    set_aside = set_aside_foreign_companions(db_path)
+    try:
+        status = read_status(db_path, steps)
+    except (UnreadableRegistryError, ForeignDatabaseError):
+        retried = read_status_without_log(db_path, steps)
+        if retried is None:
+            raise
+        status, note = retried
+        set_aside = (*set_aside, note)
     if status.pending == 0:
         restamped = status.legacy_checksums
         if restamped:
@@ -609,23 +1285,47 @@ def migrate(
                 # exclusive open tries again.
                 log.warning("could not re-stamp the migration checksums of %s: %s", db_path, error)
                 restamped = ()
-        return MigrationReport(status.version, status.version, backup=None, restamped=restamped)
-    backup = None
-    if status.exists and status.version > 0:
+        return MigrationReport(
+            status.version,
+            status.version,
+            backup=None,
+            restamped=restamped,
+            set_aside=set_aside,
+        )
+    size = _database_bytes(db_path) if status.exists else 0
+    with_backup = status.exists and status.version > 0
+    working = MIGRATION_WORKING_FACTOR * size + MIGRATION_MARGIN_BYTES if size else 0
+    remove_partial_backups(backups_dir)
+    backup = reusable_backup(db_path, backups_dir, status.version) if with_backup else None
+    check_migration_room(
+        db_path,
+        backups_dir,
+        backup_bytes=size if with_backup and backup is None else 0,
+        working_bytes=working or NEW_REGISTRY_BYTES,
+    )
+    if with_backup and backup is None:
         try:
             backup = backup_database(db_path, backups_dir, status.version)
         except (OSError, sqlite3.Error) as error:
-            raise MigrationError(_backup_failure(error, backups_dir)) from error
+            message = _backup_failure(error, backups_dir, size + working)
+            if disk_error_kind(error) == "full":
+                raise MigrationDiskError(message) from error
+            raise MigrationError(message) from error
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    kept = f" A backup is kept at {backup}." if backup is not None else ""
     try:
         applied = apply_pending(db_path, steps)
-    except MigrationError as error:
-        if backup is not None:
-            raise MigrationError(f"{error} A backup is kept at {backup}.") from error
-        raise
-    except sqlite3.Error as error:
+    except (MigrationError, sqlite3.Error) as error:
+        condition = expected_condition(
+            error, db_path.parent, working or NEW_REGISTRY_BYTES, "upgrading the registry"
+        )
+        if condition is not None:
+            raise MigrationDiskError(f"{condition}{kept}") from error
+        if isinstance(error, MigrationError):
+            raise MigrationError(f"{error}{kept}") from error
         raise MigrationError(
-            f"Upgrading the registry failed: {error}. It was left at version {status.version}."
+            f"Upgrading the registry failed: {error}. It was left at version "
+            f"{status.version}.{kept}"
         ) from error
     return MigrationReport(
         status.version,
@@ -633,4 +1333,5 @@ def migrate(
         backup=backup,
         applied=applied,
         restamped=status.legacy_checksums,
+        set_aside=set_aside,
     )

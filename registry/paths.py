@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,45 @@ class DataPaths:
     def create(self) -> None:
         for folder in (self.root, self.extensions, self.backups, self.staging, self.trash):
             folder.mkdir(parents=True, exist_ok=True)
+
+
+def existing_folder(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists: the folder whose disk a new file would use."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd()
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free on the disk that holds ``path`` (as an ordinary user may use them)."""
+    return shutil.disk_usage(existing_folder(path)).free
+
+
+def disk_is_read_only(path: Path) -> bool:
+    """Whether nothing can be written on the disk (or into the folder) that holds ``path``: a
+    read-only mount, or a folder this user may not write. ``access`` answers EROFS for a
+    read-only mount even to root."""
+    folder = existing_folder(path)
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return True
+    return not os.access(folder, os.W_OK)
+
+
+def same_disk(first: Path, second: Path) -> bool:
+    return existing_folder(first).stat().st_dev == existing_folder(second).stat().st_dev
+
+
+def size_words(count: int) -> str:
+    """A size for people, in the units disk tools show: "12 KB", "3.4 MB"."""
+    if count < 1000:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1000
+        if size < 1000 or unit == "GB":
+            break
+    return f"{size:.0f} {unit}" if size >= 100 else f"{size:.1f} {unit}"
 
 
 def resolve_data_dir(argument: str | os.PathLike[str] | None) -> Path:

@@ -10,15 +10,24 @@ The installer's protocol (see ``registry.installer``) makes this decidable from 
 
 So an operation still INSTALLING/UNINSTALLING whose process is gone never committed: its trash
 holds the version the registry still describes, and it is put back.
+
+Only names the app makes (``op-N``, ``op-N-<id>``) are ever removed from ``staging/`` and
+``trash/``; anything else there is someone else's and is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 
+from registry import durable
 from registry.store import InterruptedOperation, OperationRecord, Registry, process_is_alive
 from registry.vocabulary import OperationKind, OperationStatus
 
@@ -28,6 +37,42 @@ INTERRUPTED = (
     "Interrupted: Extension Manager stopped before this operation finished. Nothing was "
     "changed; install the file again if you still want it."
 )
+# An operation row records its owner's process id and start time together. One with the id but
+# no start time cannot be told from another program that was given the same id later, so a
+# launch takes its owner for gone once the row has not changed for this long (a running
+# operation writes its progress far more often); the doctor's repair, asked for by a person,
+# does not wait.
+UNCONFIRMED_OWNER_AFTER = timedelta(minutes=10)
+
+
+def owner_is_running(
+    operation: OperationRecord, *, repairing: bool = False, now: datetime | None = None
+) -> bool:
+    """Whether the process that owns ``operation`` may still be working on it.
+
+    ``process_is_alive`` cannot tell a reused process id when no start time was recorded; such
+    an owner counts as running only while the row is fresh, and never for a repair.
+    """
+    if not process_is_alive(operation.owner_pid, operation.owner_started):
+        return False
+    if operation.owner_started is not None:
+        return True
+    if repairing:
+        return False
+    last_change = _parse_time(operation.updated_at or operation.started_at)
+    if last_change is None:
+        return False
+    return (now or datetime.now(UTC)) - last_change < UNCONFIRMED_OWNER_AFTER
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def staging_dir_for(registry: Registry, install_id: int) -> Path:
@@ -47,10 +92,30 @@ class RecoveryReport:
 
 
 def remove_tree(path: Path) -> None:
+    """Remove a folder the app made (staging, trash, an extension's files), including folders
+    an extension made read-only inside it: their entries cannot be removed until they are
+    writable again, and the tree is the app's to remove."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=_make_writable_and_retry)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _make_writable_and_retry(
+    function: Callable[..., object],
+    name: str,
+    info: tuple[type[BaseException], BaseException, TracebackType],
+) -> None:
+    path = Path(name)
+    if function in (os.unlink, os.rmdir, os.remove) and not os.access(path.parent, os.W_OK):
+        path.parent.chmod(path.parent.stat().st_mode | stat.S_IRWXU)
+        function(name)
+        return
+    if function in (os.open, os.scandir, os.listdir) and path.is_dir() and not path.is_symlink():
+        path.chmod(path.stat().st_mode | stat.S_IRWXU)
+        shutil.rmtree(path, onerror=_make_writable_and_retry)
+        return
+    raise info[1]
 
 
 def roll_back_swap(registry: Registry, operation: OperationRecord, report: RecoveryReport) -> None:
@@ -81,13 +146,24 @@ def roll_back_swap(registry: Registry, operation: OperationRecord, report: Recov
         # A first install swapped in but never registered: the folder is not ours to keep.
         remove_tree(installed)
         report.removed_paths.append(installed)
+    else:
+        return
+    # The renames reach the disk before the operation is marked failed: otherwise a power cut
+    # could keep the "failed" and lose the rename, leaving the half-done swap with no record.
+    durable.flush_folders(
+        {folder for folder in (installed.parent, trash.parent) if folder.is_dir()}
+    )
 
 
-def recover_interrupted(registry: Registry) -> RecoveryReport:
-    """Fail operations whose process is gone and undo their half-done work on disk."""
+def recover_interrupted(registry: Registry, *, repairing: bool = False) -> RecoveryReport:
+    """Fail operations whose process is gone and undo their half-done work on disk.
+
+    ``repairing`` (the doctor's repair) also takes an owner that cannot be confirmed (no start
+    time recorded) for gone at once; a launch waits until its row is old.
+    """
     report = RecoveryReport()
     for operation in registry.list_operations(active_only=True):
-        if not process_is_alive(operation.owner_pid, operation.owner_started):
+        if not owner_is_running(operation, repairing=repairing):
             recover_operation(registry, operation, report)
     _empty_finished(registry, report)
     return report
@@ -102,6 +178,7 @@ def recover_operation(
     if staging.exists():
         remove_tree(staging)
         report.removed_paths.append(staging)
+        durable.flush_folder(staging.parent)
     registry.finish_operation(operation.install_id, OperationStatus.FAILED, INTERRUPTED)
     report.failed_operations.append(operation.install_id)
     what = operation.extension_id or Path(operation.archive_path).name or "an unknown file"
@@ -112,6 +189,7 @@ def recover_operation(
 def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
     """Trash and staging of operations that committed (or failed and were rolled back) is
     garbage. A process killed after its commit but before its own cleanup leaves some behind.
+    Entries whose names the app does not make are not its garbage and stay.
 
     The folders are listed *before* the active operations are read: an operation's row exists
     before its folders, so a folder seen here whose operation is not active then has finished,
@@ -128,12 +206,16 @@ def _empty_finished(registry: Registry, report: RecoveryReport) -> None:
     active = {op.install_id for op in registry.list_operations(active_only=True)}
     for entry in entries:
         install_id = operation_number(entry.name)
-        if install_id is not None and install_id in active:
-            continue
+        if install_id is None or install_id in active:
+            continue  # not a name the app makes, or still in use
         try:
             remove_tree(entry)
         except FileNotFoundError:
             continue  # its own process finished cleaning it up meanwhile
+        except OSError:
+            # Garbage that cannot be removed must not keep anyone out; the doctor reports it.
+            log.warning("could not remove %s; left for the next launch", entry, exc_info=True)
+            continue
         report.removed_paths.append(entry)
 
 
@@ -141,6 +223,6 @@ def operation_number(name: str) -> int | None:
     """The operation a ``staging/`` or ``trash/`` entry belongs to (``op-N`` or ``op-N-<id>``)."""
     prefix, _, rest = name.partition("-")
     number = rest.split("-", 1)[0]
-    if prefix == "op" and number.isdigit():
+    if prefix == "op" and number.isascii() and number.isdigit():
         return int(number)
     return None

@@ -8,13 +8,30 @@ was done comes back as the registry's ``launch`` report, for the front end to sh
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 
-from migrations.runner import RESCUE_HINT
+from migrations.runner import (
+    OPEN_SPACE_BYTES,
+    RESCUE_HINT,
+    DiskConditionError,
+    expected_condition,
+)
 from registry.errors import RegistryError, RegistryNeedsRescueError
 from registry.lock import prepare_registry
-from registry.paths import DataPaths
+from registry.paths import DataPaths, disk_is_read_only, free_bytes, size_words
 from registry.recovery import recover_interrupted
 from registry.store import LaunchReport, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningReport(LaunchReport):
+    """The launch report, with what had to be moved out of the way before the registry could
+    be opened (a journal or log of another database) said first."""
+
+    set_aside: tuple[str, ...] = ()
+
+    def messages(self) -> list[str]:
+        return [*self.set_aside, *LaunchReport.messages(self)]
 
 
 def extension_folders(paths: DataPaths) -> tuple[str, ...]:
@@ -49,15 +66,24 @@ def missing_registry_problem(paths: DataPaths) -> str | None:
 def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
     """The data folder itself cannot be used: say which, and what to do, in plain words."""
     where = error.filename or paths.root
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if error.errno == errno.EROFS or (
+        error.errno in (errno.EACCES, errno.EPERM) and disk_is_read_only(paths.root)
+    ):
+        return DiskConditionError(
+            f"The data folder {paths.root} cannot be written ({where}: the disk is read-only "
+            f"or the folder may not be written). Nothing was changed: make it writable, or "
+            f"choose another folder with --data-dir."
+        )
+    if error.errno in (errno.EACCES, errno.EPERM):
         return RegistryError(
-            f"The data folder {paths.root} cannot be written ({where}: permission denied or "
-            f"read-only). Check its permissions, or choose another folder with --data-dir."
+            f"The data folder {paths.root} cannot be written ({where}: permission denied). "
+            f"Check its permissions, or choose another folder with --data-dir."
         )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RegistryError(
-            f"The disk is full: the data folder {paths.root} cannot be prepared. Free some space "
-            f"and start again."
+        return DiskConditionError(
+            f"The disk is full: preparing the data folder {paths.root} needs about "
+            f"{size_words(OPEN_SPACE_BYTES)} free, but only {size_words(free_bytes(paths.root))} "
+            f"is free, so nothing was changed. Free some space and start again."
         )
     return RegistryError(
         f"The data folder {paths.root} cannot be used ({where}: {error.strerror or error}). "
@@ -90,8 +116,16 @@ def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> Registry
     try:
         registry = Registry(paths, lock)
         recovery = recover_interrupted(registry)
+    except RegistryError as error:
+        lock.release()
+        # Opening reads, and recovering writes: on a full or read-only disk either fails with
+        # SQLite's words, which are no help to a person.
+        condition = expected_condition(error, paths.root, OPEN_SPACE_BYTES, "opening the registry")
+        if condition is not None:
+            raise condition from error
+        raise
     except BaseException:
         lock.release()
         raise
-    registry.launch = LaunchReport(migration, tuple(recovery.interrupted))
+    registry.launch = OpeningReport(migration, tuple(recovery.interrupted), migration.set_aside)
     return registry

@@ -690,3 +690,101 @@ def test_upgrade_from_v2_gives_cancelled_operations_their_own_status(v2_paths: D
         install_id = registry.create_operation("new.zip")
         registry.finish_operation(install_id, OperationStatus.CANCELLED, "no")
         assert registry.get_operation(install_id).status == "CANCELLED"
+
+
+# -- room for an upgrade: checked first, partial files never left, backups not piled up ----------
+
+
+def backup_leftovers(backups: Path) -> list[str]:
+    return sorted(p.name for p in backups.iterdir() if ".partial" in p.name)
+
+
+def test_an_upgrade_the_disk_has_no_room_for_is_refused_before_the_backup(
+    tmp_path: Path,
+) -> None:
+    """Room for the backup, not for the upgrade as well (about three times the registry): each
+    try used to leave a full-size backup, then fail; now none starts, and the message says how
+    much is needed and how much is free."""
+    from tests.test_rescue_disk import mount_small_disk, unmount
+
+    disk = mount_small_disk(tmp_path / "disk", size="2m")
+    try:
+        paths = DataPaths(disk.path / "data")
+        paths.root.mkdir()
+        shutil.copyfile(FIXTURES / "registry-v1.db", paths.database)
+        before = paths.database.read_bytes()
+        disk.fill(leave=len(before) + 16 * 1024)
+        for _try in range(2):
+            with pytest.raises(MigrationError) as caught:
+                open_data_folder(paths)
+            message = str(caught.value)
+            assert message.startswith("The disk is full: upgrading the registry"), message
+            assert re.search(r"a [\d.]+ KB backup and [\d.]+ KB of working space", message)
+            assert re.search(r"needs about [\d.]+ KB free .* but only [\d.]+ KB is free", message)
+            assert "nothing was changed" in message and "rescue" not in message
+            assert paths.database.read_bytes() == before
+            assert list(paths.backups.iterdir()) == []
+        disk.empty()
+        open_data_folder(paths).close()
+        assert query(paths.database, "PRAGMA user_version") == [(LATEST,)]
+        assert len(list(paths.backups.glob("registry-v1-*.db"))) == 1
+    finally:
+        unmount(disk)
+
+
+def test_failed_upgrades_leave_one_backup_and_no_partial_files(v1_paths: DataPaths) -> None:
+    v1_paths.backups.mkdir()
+    # What a backup killed midway leaves: the partial copy and the journal beside it.
+    for leftover in ("registry-v1-1.partial", "registry-v1-1.partial-journal"):
+        (v1_paths.backups / leftover).write_bytes(b"half a copy")
+    for _try in range(3):
+        with pytest.raises(MigrationError, match="backup is kept"):
+            prepare(v1_paths, failing_steps())
+        assert backup_leftovers(v1_paths.backups) == []
+    [backup] = v1_paths.backups.glob("registry-v1-*.db")
+    assert query(backup, "SELECT count(*) FROM extensions") == [(2,)]
+    # A change to the registry since then makes the next try take a new backup.
+    connection = sqlite3.connect(v1_paths.database)
+    connection.execute("UPDATE extensions SET description = 'changed since'")
+    connection.commit()
+    connection.close()
+    report = prepare(v1_paths)
+    assert report.backup is not None and report.backup != backup
+    assert query(report.backup, "SELECT DISTINCT description FROM extensions") == [
+        ("changed since",)
+    ]
+
+
+def test_a_full_disk_during_the_upgrade_itself_is_said_plainly(
+    v1_paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite finding the file full in the middle of the step (``max_page_count``, the page
+    limit SQLite checks before every new page, on the migration's own connection) is a full
+    disk, in the same words, and nothing is changed."""
+    real_apply_pending = runner.apply_pending
+
+    def apply_with_no_room(db_path: Path, steps: tuple[Step, ...]) -> tuple[str, ...]:
+        real_connect = sqlite3.connect
+
+        def connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+            connection = real_connect(*args, **kwargs)  # type: ignore[call-overload]
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count = {pages}")
+            return connection  # type: ignore[no-any-return]
+
+        # Only the migration's own connection gets the page limit.
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        try:
+            return real_apply_pending(db_path, steps)
+        finally:
+            monkeypatch.setattr(sqlite3, "connect", real_connect)
+
+    monkeypatch.setattr(runner, "apply_pending", apply_with_no_room)
+    before = v1_paths.database.read_bytes()
+    with pytest.raises(MigrationError) as caught:
+        open_data_folder(v1_paths)
+    message = str(caught.value)
+    assert message.startswith("The disk is full"), message
+    assert "nothing was changed" in message and "backup is kept" in message
+    assert "no transaction is active" not in message
+    assert v1_paths.database.read_bytes() == before

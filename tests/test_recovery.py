@@ -195,10 +195,14 @@ def test_doctor_reports_each_kind_of_drift_and_repairs_the_safe_ones(
     done = repair(registry)
     assert done
     remaining = diagnose(registry)
-    # Changed files cannot be repaired safely: the advice is to reinstall.
-    assert [f.repairable for f in remaining] == [False]
-    assert "Reinstall" in remaining[0].advice
-    assert registry.get_extension("example.word-count") is None
+    # Changed files cannot be repaired safely: the advice is to reinstall. A missing folder is
+    # not repaired either: the extension stays registered with its settings until the person
+    # reinstalls or uninstalls it.
+    assert [f.repairable for f in remaining] == [False, False]
+    changed, missing = remaining
+    assert "example.word-count" in missing.problem and "settings are kept" in missing.advice
+    assert "Reinstall" in changed.advice
+    assert registry.get_extension("example.word-count") is not None
     assert registry.get_operation(stuck).status == "FAILED"
     orphans = list((paths.root / "orphans").iterdir())
     assert [o.name.startswith("stray-folder") for o in orphans] == [True]
@@ -224,7 +228,13 @@ def test_cli_install_json_doctor_and_exit_codes(tmp_path: Path, examples: dict[s
     unhealthy = run_cli(data, "doctor", "--json")
     assert unhealthy.returncode == 1
     assert json.loads(unhealthy.stdout)["healthy"] is False
-    assert run_cli(data, "doctor", "--repair").returncode == 0
+    # The repair keeps a registered extension whose folder is gone (and its settings): only
+    # the person decides to forget it.
+    kept = run_cli(data, "doctor", "--repair")
+    assert kept.returncode == 1 and "settings are kept" in kept.stdout
+    forgotten = run_cli(data, "uninstall", "--yes", "example.hello-world")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert run_cli(data, "doctor").returncode == 0
 
     history = run_cli(data, "history", "--json")
     kinds = [(op["kind"], op["status"]) for op in json.loads(history.stdout)]
