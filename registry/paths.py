@@ -46,6 +46,12 @@ class DataPaths:
         """Old versions moved aside during an upgrade or uninstall, until the registry commits."""
         return self.root / "trash"
 
+    @property
+    def space_reserve(self) -> Path:
+        """A file of zeros given up when the disk is full, so that the registry can still
+        record why an operation failed (see ``Registry.finish_operation``)."""
+        return self.root / "registry.reserve"
+
     def create(self) -> None:
         for folder in (self.root, self.extensions, self.backups, self.staging, self.trash):
             folder.mkdir(parents=True, exist_ok=True)

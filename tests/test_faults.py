@@ -1025,3 +1025,34 @@ def test_smoke_test_with_a_garbage_registry_fails_in_one_line(tmp_path: Path) ->
     assert result.returncode == 1
     assert "extension-manager rescue" in result.stderr and "Traceback" not in result.stderr
     assert (data / "registry.db").read_bytes() == b"\x00garbage" * 100
+
+
+@pytest.mark.parametrize("operation", ["reinstall", "uninstall"])
+def test_a_read_only_folder_inside_an_extension_locks_nobody_out(
+    shared_dir: Path, examples: dict[str, Path], unprivileged: UnprivilegedApp, operation: str
+) -> None:
+    """An extension may make a folder of its own read-only (a cache, a copied read-only tree).
+    Replacing or removing that extension must still work, and nothing else may be blocked."""
+    data = installed_data_dir(shared_dir, examples, unprivileged.user)
+    shutil.copy(examples["hello-world"], shared_dir / "hello-world.zip")
+    cache = data / "extensions" / "example.hello-world" / "cache"
+    cache.mkdir()
+    (cache / "entry.bin").write_bytes(b"cached")
+    if unprivileged.user is not None:
+        for path in (cache, cache / "entry.bin", shared_dir / "hello-world.zip"):
+            os.chown(path, unprivileged.user, unprivileged.user)
+    cache.chmod(0o555)
+
+    if operation == "reinstall":
+        args = ("install", "--yes", "--reinstall", str(shared_dir / "hello-world.zip"))
+    else:
+        args = ("uninstall", "--yes", "example.hello-world")
+    result = unprivileged.cli(data, *args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+    # The next commands, and the next launch's cleanup, work as before.
+    for command in (("list",), ("doctor",), ("install", "--yes", str(shared_dir / "word-count.zip"))):
+        followed = unprivileged.cli(data, *command)
+        assert followed.returncode == 0, (command, followed.stdout, followed.stderr)
+    assert list((data / "trash").iterdir()) == []
