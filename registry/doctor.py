@@ -21,7 +21,7 @@ from registry.errors import ManifestError
 from registry.installer import extension_values
 from registry.limits import DEFAULT_LIMITS
 from registry.manifest import Manifest, SemVer, parse_manifest
-from registry.recovery import operation_number, owner_is_running, recover_interrupted
+from registry.recovery import operation_number, recover_interrupted
 from registry.store import ExtensionRecord, OperationRecord, Registry
 from registry.vocabulary import OperationKind, kind_of
 
@@ -104,7 +104,7 @@ def _busy_extensions(registry: Registry) -> set[str]:
     return {
         op.extension_id
         for op in registry.list_operations(active_only=True)
-        if op.extension_id and owner_is_running(op, repairing=True)
+        if op.extension_id and registry.owner_is_running(op, repairing=True)
     }
 
 
@@ -191,7 +191,7 @@ def diagnose(registry: Registry) -> list[Finding]:
     stuck = [
         op
         for op in registry.list_operations(active_only=True)
-        if not owner_is_running(op, repairing=True)
+        if not registry.owner_is_running(op, repairing=True)
     ]
     for op in stuck:
         findings.append(

@@ -648,6 +648,7 @@ class Installer:
             self.registry.finish_operation(install_id, status, message)
         except RegistryError:
             log.warning("could not record the failure of operation %s", install_id, exc_info=True)
+            self.registry.abandon_operation(install_id)
         try:
             record = self.registry.get_operation(install_id)
         except RegistryError as unreadable:

@@ -23,12 +23,11 @@ import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 from registry import durable
-from registry.store import InterruptedOperation, OperationRecord, Registry, process_is_alive
+from registry.store import InterruptedOperation, OperationRecord, Registry
 from registry.vocabulary import OperationKind, OperationStatus
 
 log = logging.getLogger(__name__)
@@ -37,42 +36,6 @@ INTERRUPTED = (
     "Interrupted: Extension Manager stopped before this operation finished. Nothing was "
     "changed; install the file again if you still want it."
 )
-# An operation row records its owner's process id and start time together. One with the id but
-# no start time cannot be told from another program that was given the same id later, so a
-# launch takes its owner for gone once the row has not changed for this long (a running
-# operation writes its progress far more often); the doctor's repair, asked for by a person,
-# does not wait.
-UNCONFIRMED_OWNER_AFTER = timedelta(minutes=10)
-
-
-def owner_is_running(
-    operation: OperationRecord, *, repairing: bool = False, now: datetime | None = None
-) -> bool:
-    """Whether the process that owns ``operation`` may still be working on it.
-
-    ``process_is_alive`` cannot tell a reused process id when no start time was recorded; such
-    an owner counts as running only while the row is fresh, and never for a repair.
-    """
-    if not process_is_alive(operation.owner_pid, operation.owner_started):
-        return False
-    if operation.owner_started is not None:
-        return True
-    if repairing:
-        return False
-    last_change = _parse_time(operation.updated_at or operation.started_at)
-    if last_change is None:
-        return False
-    return (now or datetime.now(UTC)) - last_change < UNCONFIRMED_OWNER_AFTER
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def staging_dir_for(registry: Registry, install_id: int) -> Path:
@@ -163,7 +126,7 @@ def recover_interrupted(registry: Registry, *, repairing: bool = False) -> Recov
     """
     report = RecoveryReport()
     for operation in registry.list_operations(active_only=True):
-        if not owner_is_running(operation, repairing=repairing):
+        if not registry.owner_is_running(operation, repairing=repairing):
             recover_operation(registry, operation, report)
     _empty_finished(registry, report)
     return report

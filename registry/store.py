@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -67,6 +67,16 @@ R = TypeVar("R")
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +328,19 @@ def _identity_of(pid: int) -> tuple[int, float]:
     return pid, psutil.Process(pid).create_time()
 
 
+# An operation row records its owner's process id and start time together. One with the id but
+# no start time cannot be told from another program that was given the same id later, so a
+# launch takes its owner for gone once the row has not changed for this long (a running
+# operation writes its progress far more often); the doctor's repair, asked for by a person,
+# does not wait.
+UNCONFIRMED_OWNER_AFTER = timedelta(minutes=10)
+
+# Operations whose end this process could not record (the disk turned read-only under it):
+# their rows name this process, which is alive, so without this they would look in progress
+# until it exits. Keyed by database file, since a process may open several registries.
+_ABANDONED_HERE: set[tuple[Path, int]] = set()
+
+
 def process_is_alive(pid: int | None, started: float | None) -> bool:
     import psutil
 
@@ -436,6 +459,33 @@ class Registry:
         """peewee keeps one connection per thread: a worker thread closes its own when done."""
         if not self.database.is_closed():
             self.database.close()
+
+    def owner_is_running(
+        self, operation: OperationRecord, *, repairing: bool = False, now: datetime | None = None
+    ) -> bool:
+        """Whether the process that owns ``operation`` may still be working on it.
+
+        ``process_is_alive`` cannot tell a reused process id when no start time was recorded;
+        such an owner counts as running only while the row is fresh, and never for a repair.
+        An operation this process gave up on (``abandon_operation``) is not running.
+        """
+        if (self.paths.database, operation.install_id) in _ABANDONED_HERE:
+            return False
+        if not process_is_alive(operation.owner_pid, operation.owner_started):
+            return False
+        if operation.owner_started is not None:
+            return True
+        if repairing:
+            return False
+        last_change = _parse_time(operation.updated_at or operation.started_at)
+        if last_change is None:
+            return False
+        return (now or datetime.now(UTC)) - last_change < UNCONFIRMED_OWNER_AFTER
+
+    def abandon_operation(self, install_id: int) -> None:
+        """This process stops working on an operation whose end it could not record: the next
+        recovery (even in this process) treats it as interrupted."""
+        _ABANDONED_HERE.add((self.paths.database, install_id))
 
     @property
     def open_connections(self) -> int:
@@ -609,7 +659,7 @@ class Registry:
                 & (installs.install_id != install_id)
             )
             for other in others:
-                if process_is_alive(other.owner_pid, other.owner_started):
+                if self.owner_is_running(operation_record(other)):
                     raise InstallRefusedError(
                         f"Another operation (number {other.install_id}) is already changing "
                         f"{extension_id}. Wait for it to finish, then try again."

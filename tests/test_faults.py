@@ -1043,16 +1043,21 @@ def test_a_read_only_folder_inside_an_extension_locks_nobody_out(
             os.chown(path, unprivileged.user, unprivileged.user)
     cache.chmod(0o555)
 
-    if operation == "reinstall":
-        args = ("install", "--yes", "--reinstall", str(shared_dir / "hello-world.zip"))
-    else:
-        args = ("uninstall", "--yes", "example.hello-world")
+    args: tuple[str, ...] = (
+        ("install", "--yes", "--reinstall", str(shared_dir / "hello-world.zip"))
+        if operation == "reinstall"
+        else ("uninstall", "--yes", "example.hello-world")
+    )
     result = unprivileged.cli(data, *args)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
 
     # The next commands, and the next launch's cleanup, work as before.
-    for command in (("list",), ("doctor",), ("install", "--yes", str(shared_dir / "word-count.zip"))):
+    for command in (
+        ("list",),
+        ("doctor",),
+        ("install", "--yes", str(shared_dir / "word-count.zip")),
+    ):
         followed = unprivileged.cli(data, *command)
         assert followed.returncode == 0, (command, followed.stdout, followed.stderr)
     assert list((data / "trash").iterdir()) == []

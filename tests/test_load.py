@@ -377,6 +377,7 @@ STANDING = frozenset(
         "registry.db-shm",
         "registry.lock",
         "registry.lock.gate",
+        "registry.reserve",
         "backups",
     }
 )
