@@ -16,7 +16,8 @@ from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from gui import colors
-from registry.installer import InstallPlan, format_bytes
+from registry.installer import InstallPlan
+from registry.sizes import format_size
 from registry.vocabulary import OperationKind
 
 
@@ -80,7 +81,7 @@ class ConfirmDialog(QDialog):
         if plan.config_removed:
             form.addRow("Settings removed:", _label(", ".join(plan.config_removed)))
         form.addRow(
-            "Contents:", _label(f"{plan.file_count} files, {format_bytes(plan.total_bytes)}")
+            "Contents:", _label(f"{plan.file_count} files, {format_size(plan.total_bytes)}")
         )
         form.addRow("File:", _label(str(plan.archive_path)))
 

@@ -42,7 +42,8 @@ from types import ModuleType
 
 from registry.durable import flush_folder
 from registry.errors import MigrationError, RegistryError, RegistryNeedsRescueError
-from registry.paths import disk_is_read_only, free_bytes, same_disk, size_words
+from registry.paths import disk_is_read_only, free_bytes, same_disk
+from registry.sizes import format_size
 
 # "EXMG": marks the file as an Extension Manager registry for ``PRAGMA application_id``.
 APPLICATION_ID = 0x45584D47
@@ -147,8 +148,8 @@ def disk_condition(
     free = free_bytes(folder)
     if free < needed:
         return DiskConditionError(
-            f"The disk is full: {doing} needs about {size_words(needed)} free on the disk "
-            f"holding {folder}, but only {size_words(free)} is free, so {outcome}. Free some "
+            f"The disk is full: {doing} needs about {format_size(needed)} free on the disk "
+            f"holding {folder}, which has {format_size(free)} free, so {outcome}. Free some "
             f"space, then {then}."
         )
     return None
@@ -179,7 +180,7 @@ def expected_condition(
     if kind == "full":
         return DiskConditionError(
             f"The disk is full (or this user's quota is used up): {doing} needs about "
-            f"{size_words(needed)} more free on the disk holding {folder}, so nothing was "
+            f"{format_size(needed)} more free on the disk holding {folder}, so nothing was "
             f"changed. Free some space, then start again."
         )
     return DiskConditionError(
@@ -1111,8 +1112,8 @@ def check_migration_room(
         return
     if backup_bytes:
         doing = (
-            f"upgrading the registry (a {size_words(backup_bytes)} backup and "
-            f"{size_words(working_bytes)} of working space)"
+            f"upgrading the registry (a {format_size(backup_bytes)} backup and "
+            f"{format_size(working_bytes)} of working space)"
         )
     else:
         doing = "creating the registry"
@@ -1148,8 +1149,8 @@ def _backup_failure(error: OSError | sqlite3.Error, backups_dir: Path, needed: i
         return (
             f"The disk is full: the registry could not be backed up before upgrading it, so it "
             f"was not upgraded and nothing was changed. Upgrading needs about "
-            f"{size_words(needed)} free on the disk that holds {backups_dir}, and "
-            f"{size_words(free_bytes(backups_dir))} is free: free some space and start again."
+            f"{format_size(needed)} free on the disk that holds {backups_dir}, which has "
+            f"{format_size(free_bytes(backups_dir))} free: free some space and start again."
         )
     reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     return (

@@ -36,6 +36,7 @@ from typing import Final
 from registry.durable import flush_folders
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
+from registry.sizes import exact_size, format_size, sizes_apart
 
 __all__ = ["ArchiveMember", "OpenArchive", "open_archive"]
 
@@ -245,7 +246,7 @@ class OpenArchive:
     def read_member(self, member: ArchiveMember, max_bytes: int) -> bytes:
         """The whole verified content of ``member``; refuses members above ``max_bytes``."""
         if member.size > max_bytes:
-            size, limit = _sizes_apart(member.size, max_bytes)
+            size, limit = sizes_apart(member.size, max_bytes)
             raise ArchiveError(
                 f"{self._label}: {self._shown(member)} is {size}, more than the {limit} "
                 "allowed for this file. This archive cannot be installed."
@@ -446,7 +447,7 @@ class OpenArchive:
                 manifest = member
         assert manifest is not None  # _locate_manifest returned one of ``files``
         if manifest.size > limits.max_manifest_bytes:
-            shown_size, limit = _sizes_apart(manifest.size, limits.max_manifest_bytes)
+            shown_size, limit = sizes_apart(manifest.size, limits.max_manifest_bytes)
             raise ArchiveError(
                 f"{label}: its manifest.json is {shown_size}, more than the {limit} a manifest may "
                 "be. This archive cannot be installed."
@@ -511,7 +512,7 @@ class OpenArchive:
             total += entry.info.file_size
             if total > limits.max_total_bytes:
                 raise ArchiveError(
-                    f"{self._label} unpacks to more than {_format_bytes(limits.max_total_bytes)}, "
+                    f"{self._label} unpacks to more than {format_size(limits.max_total_bytes)}, "
                     f"the most an extension may take (reached at {entry.shown}). "
                     "This archive cannot be installed."
                 )
@@ -520,7 +521,7 @@ class OpenArchive:
     def _check_size(self, entry: _Entry, limits: Limits) -> None:
         size = entry.info.file_size
         if size > limits.max_file_bytes:
-            shown_size, limit = _sizes_apart(size, limits.max_file_bytes)
+            shown_size, limit = sizes_apart(size, limits.max_file_bytes)
             raise ArchiveError(
                 f"{self._label}: {entry.shown} is {shown_size} when unpacked, more than the "
                 f"{limit} allowed for one file. This archive cannot be installed."
@@ -580,7 +581,7 @@ class OpenArchive:
                     if produced > member.size:
                         raise ArchiveError(
                             f"{self._label}: {shown} unpacks to more than its declared size of "
-                            f"{_format_bytes(member.size)}. {_UNSAFE}"
+                            f"{format_size(member.size)}. {_UNSAFE}"
                         )
                     crc = zlib.crc32(out, crc)
                     yield out
@@ -655,7 +656,7 @@ class OpenArchive:
             free = self._free_before_extraction
             return ArchiveError(
                 f"There is not enough disk space to install {self._label}: its files need "
-                f"{_format_bytes(self.total_bytes)}, and {_format_bytes(free)} "
+                f"{format_size(self.total_bytes)}, and {format_size(free)} "
                 f"{'was' if free == 1 else 'were'} free. Free some space and try again."
             )
         if exc.errno == errno.EROFS:
@@ -800,7 +801,7 @@ def _read_end_record(fh: io.BufferedReader, size: int, label: str) -> _EndRecord
                 )
             raise ArchiveError(f"{label} is not a zip archive. " + _CHOOSE_AGAIN)
         if surplus > 0:
-            amount = _exact_bytes(surplus) if surplus < 1024 else _format_bytes(surplus)
+            amount = exact_size(surplus) if surplus < 1024 else format_size(surplus)
             raise ArchiveError(
                 f"{label} has {amount} of extra data after the end of the zip archive (another "
                 "file joined to it, or a download that went wrong). Download the extension "
@@ -808,7 +809,7 @@ def _read_end_record(fh: io.BufferedReader, size: int, label: str) -> _EndRecord
             )
         if surplus < 0:
             raise ArchiveError(
-                f"{label} is incomplete: its last {_exact_bytes(-surplus)} are missing. "
+                f"{label} is incomplete: its last {exact_size(-surplus)} are missing. "
                 "Download the extension again."
             )
         record = _END_RECORD.unpack_from(tail, at)
@@ -1218,30 +1219,6 @@ def _quote(text: str, limit: int = 120) -> str:
     if len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return f"'{shown}'"
-
-
-def _format_bytes(size: int) -> str:
-    if size < 1024:
-        return _exact_bytes(size)
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def _exact_bytes(size: int) -> str:
-    return f"{size:,} bytes" if size != 1 else "1 byte"
-
-
-def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
-    """``size`` and ``limit`` for a message saying one exceeds the other: rounded, unless the
-    rounding makes them look equal ("256.0 KiB, more than the 256.0 KiB"), then exact."""
-    shown_size, shown_limit = _format_bytes(size), _format_bytes(limit)
-    if shown_size == shown_limit:
-        return _exact_bytes(size), _exact_bytes(limit)
-    return shown_size, shown_limit
 
 
 def _reason(exc: OSError) -> str:

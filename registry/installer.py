@@ -60,6 +60,7 @@ from registry.recovery import (
     staging_dir_for,
     trash_dir_for,
 )
+from registry.sizes import format_size
 from registry.store import (
     RECORDING_ROOM,
     ExtensionValues,
@@ -187,7 +188,7 @@ class InstallPlan:
         lines = [
             f"{manifest.name} ({manifest.id})",
             self.change,
-            f"{self.file_count} files, {format_bytes(self.total_bytes)}",
+            f"{self.file_count} files, {format_size(self.total_bytes)}",
         ]
         if manifest.author:
             lines.append(f"Author: {manifest.author}")
@@ -237,15 +238,6 @@ def extension_values(
         archive_sha256=archive_sha256,
         files=tuple(files),
     )
-
-
-def format_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} bytes"
 
 
 def plain_os_error(error: OSError, doing: str) -> str:
@@ -529,8 +521,8 @@ class Installer:
         if member.size > self.limits.max_icon_bytes:
             raise ManifestError(
                 [
-                    f"icon: '{manifest.icon}' is {format_bytes(member.size)}; the limit is "
-                    f"{format_bytes(self.limits.max_icon_bytes)}"
+                    f"icon: '{manifest.icon}' is {format_size(member.size)}; the limit is "
+                    f"{format_size(self.limits.max_icon_bytes)}"
                 ]
             )
         header = archive.read_member(member, self.limits.max_icon_bytes)[:24]

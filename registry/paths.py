@@ -84,18 +84,6 @@ def same_disk(first: Path, second: Path) -> bool:
     return existing_folder(first).stat().st_dev == existing_folder(second).stat().st_dev
 
 
-def size_words(count: int) -> str:
-    """A size for people, in the units disk tools show: "12 KB", "3.4 MB"."""
-    if count < 1000:
-        return f"{count} bytes"
-    size = float(count)
-    for unit in ("KB", "MB", "GB"):
-        size /= 1000
-        if size < 1000 or unit == "GB":
-            break
-    return f"{size:.0f} {unit}" if size >= 100 else f"{size:.1f} {unit}"
-
-
 def resolve_data_dir(argument: str | os.PathLike[str] | None) -> Path:
     """``--data-dir`` wins, then the environment variable, then the platform's user data dir."""
     if argument:

@@ -18,8 +18,9 @@ from migrations.runner import (
 )
 from registry.errors import RegistryError, RegistryNeedsRescueError
 from registry.lock import prepare_registry
-from registry.paths import DataPaths, disk_is_read_only, free_bytes, size_words
+from registry.paths import DataPaths, disk_is_read_only, free_bytes
 from registry.recovery import recover_interrupted
+from registry.sizes import format_size
 from registry.store import LaunchReport, Registry
 
 
@@ -82,8 +83,8 @@ def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskConditionError(
             f"The disk is full: preparing the data folder {paths.root} needs about "
-            f"{size_words(OPEN_SPACE_BYTES)} free, but only {size_words(free_bytes(paths.root))} "
-            f"is free, so nothing was changed. Free some space and start again."
+            f"{format_size(OPEN_SPACE_BYTES)} free, and the disk has "
+            f"{format_size(free_bytes(paths.root))}, so nothing was changed. Free some space and start again."
         )
     return RegistryError(
         f"The data folder {paths.root} cannot be used ({where}: {error.strerror or error}). "

@@ -719,8 +719,8 @@ def test_an_upgrade_the_disk_has_no_room_for_is_refused_before_the_backup(
                 open_data_folder(paths)
             message = str(caught.value)
             assert message.startswith("The disk is full: upgrading the registry"), message
-            assert re.search(r"a [\d.]+ KB backup and [\d.]+ KB of working space", message)
-            assert re.search(r"needs about [\d.]+ KB free .* but only [\d.]+ KB is free", message)
+            assert re.search(r"a [\d.]+ KiB backup and [\d.]+ KiB of working space", message)
+            assert re.search(r"needs about [\d.]+ KiB free .* which has [\d.]+ KiB free", message)
             assert "nothing was changed" in message and "rescue" not in message
             assert paths.database.read_bytes() == before
             assert list(paths.backups.iterdir()) == []
