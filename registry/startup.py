@@ -84,7 +84,8 @@ def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
         return DiskConditionError(
             f"The disk is full: preparing the data folder {paths.root} needs about "
             f"{format_size(OPEN_SPACE_BYTES)} free, and the disk has "
-            f"{format_size(free_bytes(paths.root))}, so nothing was changed. Free some space and start again."
+            f"{format_size(free_bytes(paths.root))}, so nothing was changed. Free some space "
+            f"and start again."
         )
     return RegistryError(
         f"The data folder {paths.root} cannot be used ({where}: {error.strerror or error}). "
