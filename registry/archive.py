@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Final
 
-from registry.durable import flush_folders
+from registry.durable import FileFlusher, flush_folders
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
 from registry.sizes import exact_size, format_size, sizes_apart
@@ -286,37 +286,53 @@ class OpenArchive:
             raise self._write_error(self.members[0], exc) from exc
         queue = sorted(self.members, key=lambda m: m.size, reverse=True)
         threads = min(EXTRACT_THREADS, len(queue)) if self.total_bytes > PARALLEL_ABOVE else 1
-        state = _ExtractionState(queue, max(threads, 1))
-        if threads <= 1:
-            self._extract_queue(destination, state, on_progress, should_cancel)
-        else:
-            workers = [
-                threading.Thread(
-                    target=self._extract_queue,
-                    args=(destination, state, None, None),
-                    name=f"extract-{n}",
-                    daemon=True,
-                )
-                for n in range(threads)
-            ]
-            for worker in workers:
-                worker.start()
-            reported = -1
-            while not state.finished.wait(PROGRESS_INTERVAL_SECONDS):
-                if should_cancel():
-                    state.stop(InstallCancelledError())
-                if state.written != reported:
-                    reported = state.written
-                    on_progress(reported)
-            for worker in workers:
-                worker.join()
+        # Every file is flushed before the swap (see registry.durable for why).
+        with FileFlusher() as flusher:
+            state = _ExtractionState(queue, max(threads, 1), flusher)
+            if threads <= 1:
+                self._extract_queue(destination, state, on_progress, should_cancel)
+            else:
+                self._extract_in_parallel(destination, state, threads, on_progress, should_cancel)
         if state.error is not None:
             raise state.error
+        if flusher.error is not None:
+            member, flush_error = flusher.error
+            assert isinstance(member, ArchiveMember)
+            raise self._write_error(member, flush_error) from flush_error
         try:
             flush_folders(folders | {destination})
         except OSError as exc:
             raise self._write_error(self.members[0], exc) from exc
         on_progress(state.written)
+
+    def _extract_in_parallel(
+        self,
+        destination: Path,
+        state: _ExtractionState,
+        threads: int,
+        on_progress: Callable[[int], None],
+        should_cancel: Callable[[], bool],
+    ) -> None:
+        workers = [
+            threading.Thread(
+                target=self._extract_queue,
+                args=(destination, state, None, None),
+                name=f"extract-{n}",
+                daemon=True,
+            )
+            for n in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        reported = -1
+        while not state.finished.wait(PROGRESS_INTERVAL_SECONDS):
+            if should_cancel():
+                state.stop(InstallCancelledError())
+            if state.written != reported:
+                reported = state.written
+                on_progress(reported)
+        for worker in workers:
+            worker.join()
 
     def _extract_queue(
         self,
@@ -335,6 +351,7 @@ class OpenArchive:
                     fd = os.open(target, _CREATE_FLAGS, 0o666)
                 except OSError as exc:
                     raise self._write_error(member, exc) from exc
+                handed_over = False
                 try:
                     for chunk in self._stream(member):
                         try:
@@ -348,13 +365,11 @@ class OpenArchive:
                             raise InstallCancelledError()
                         if state.stopped:
                             return
-                    # Flushed before the swap: see registry.durable for why.
-                    try:
-                        os.fsync(fd)
-                    except OSError as exc:
-                        raise self._write_error(member, exc) from exc
+                    state.flusher.hand_over(fd, member)
+                    handed_over = True
                 finally:
-                    os.close(fd)
+                    if not handed_over:
+                        os.close(fd)
         except BaseException as error:
             state.stop(error)
         finally:
@@ -686,10 +701,12 @@ class _PositionalReader:
 
 
 class _ExtractionState:
-    """The work queue, byte count and first error shared by the extraction threads."""
+    """The work queue, byte count, first error and file flusher shared by the extraction
+    threads."""
 
-    def __init__(self, queue: list[ArchiveMember], workers: int) -> None:
+    def __init__(self, queue: list[ArchiveMember], workers: int, flusher: FileFlusher) -> None:
         self._queue = list(reversed(queue))  # pop() from the end takes the largest first
+        self.flusher = flusher
         self._lock = threading.Lock()
         self._running = workers
         self.written = 0
