@@ -840,19 +840,6 @@ class Registry:
             self.finish_operation(install_id, OperationStatus.COMPLETED)
 
     @_translate_errors
-    def unregister(self, extension_id: str, note: str) -> None:
-        """Forget an extension whose files are gone, with an operation row saying why."""
-        extensions = self._models.extension
-        with self.database.atomic():
-            row = extensions.get_or_none(extensions.id == extension_id)
-            if row is None:
-                return
-            extensions.delete().where(extensions.id == extension_id).execute()
-            self.record_completed_operation(
-                extension_id, OperationKind.UNINSTALL, note, from_version=row.version
-            )
-
-    @_translate_errors
     def register_found(
         self,
         values: ExtensionValues,
