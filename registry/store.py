@@ -600,10 +600,15 @@ class Registry:
         On a full disk the space reserve is given up and the write tried once more, so that
         the history says why the operation failed instead of "interrupted" (registry.reserve).
         """
+        # Inside a caller's transaction (a commit) a retry could outlive the statements a
+        # failure rolled back, so only a finish on its own is retried.
+        on_its_own = not self.database.in_transaction()
         try:
             self._finish_operation(install_id, status, error)
         except peewee.OperationalError as failure:
-            if disk_error_kind(failure) != "full" or not release_reserve(self.paths.space_reserve):
+            if not on_its_own or disk_error_kind(failure) != "full":
+                raise
+            if not release_reserve(self.paths.space_reserve):
                 raise
             log.warning("disk full: gave up the space reserve to record operation %s", install_id)
             self._finish_operation(install_id, status, error)
@@ -805,7 +810,6 @@ class Registry:
         transaction. ``expected_version`` is the version the plan replaced (None for a first
         install): if the registry changed meanwhile, nothing is committed."""
         extensions, configs = self._models.extension, self._models.config
-        now = utc_now()
         with self.database.atomic():
             current = extensions.get_or_none(extensions.id == values.id)
             current_version = current.version if current is not None else None
@@ -815,14 +819,8 @@ class Registry:
                     f"is now {current_version or 'not installed'}). Nothing was changed; "
                     "install the file again."
                 )
-            if current is None:
-                extensions.insert(
-                    id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
-                ).execute()
-            else:
-                extensions.update(updated_at=now, **values.columns()).where(
-                    extensions.id == values.id
-                ).execute()
+            self._write_extension_row(values, exists=current is not None)
+            if current is not None:
                 removed = list(config_removed)
                 if removed:
                     configs.delete().where(
@@ -830,6 +828,20 @@ class Registry:
                     ).execute()
             # Same transaction as the rows that make the change real.
             self.finish_operation(install_id, OperationStatus.COMPLETED)
+
+    def _write_extension_row(self, values: ExtensionValues, *, exists: bool) -> None:
+        """Insert a new extension (enabled), or update what describes the files of one that
+        is registered, keeping its enabled state, settings and install date."""
+        extensions = self._models.extension
+        now = utc_now()
+        if exists:
+            extensions.update(updated_at=now, **values.columns()).where(
+                extensions.id == values.id
+            ).execute()
+        else:
+            extensions.insert(
+                id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
+            ).execute()
 
     @_translate_errors
     def commit_uninstall(self, install_id: int, extension_id: str) -> None:
@@ -851,17 +863,9 @@ class Registry:
         is already registered keeps its enabled state, its settings and when it was installed;
         only what describes the files changes."""
         extensions = self._models.extension
-        now = utc_now()
         with self.database.atomic():
             current = extensions.get_or_none(extensions.id == values.id)
-            if current is None:
-                extensions.insert(
-                    id=values.id, enabled=True, installed_at=now, updated_at=now, **values.columns()
-                ).execute()
-            else:
-                extensions.update(updated_at=now, **values.columns()).where(
-                    extensions.id == values.id
-                ).execute()
+            self._write_extension_row(values, exists=current is not None)
             self.record_completed_operation(
                 values.id,
                 kind,
