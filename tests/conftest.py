@@ -20,9 +20,11 @@ os.environ.pop("EXTENSION_MANAGER_DATA_DIR", None)
 
 import pytest  # noqa: E402
 
+from registry.installer import Installer  # noqa: E402
 from registry.paths import DataPaths  # noqa: E402
 from registry.startup import open_data_folder  # noqa: E402
 from registry.store import Registry  # noqa: E402
+from registry.version import APP_VERSION  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +99,33 @@ def v1_paths(paths: DataPaths) -> DataPaths:
     paths.root.mkdir(parents=True)
     shutil.copyfile(FIXTURES / "registry-v1.db", paths.database)
     return paths
+
+
+def install_examples(
+    paths: DataPaths, examples: dict[str, Path], *, disable_word_count: bool = False
+) -> DataPaths:
+    """Install the hello-world and word-count examples (built by ``build_all``, by name) in
+    ``paths`` and change hello-world's greeting; ``disable_word_count`` also disables word-count.
+    """
+    with open_data_folder(paths) as registry:
+        installer = Installer(registry, APP_VERSION)
+        for name in ("hello-world", "word-count"):
+            assert installer.install(examples[name]).status == "COMPLETED"
+        registry.set_config("example.hello-world", {"greeting": "Hi"})
+        if disable_word_count:
+            registry.set_enabled("example.word-count", False)
+    return paths
+
+
+def state_of(paths: DataPaths) -> tuple[object, ...]:
+    """What a person would notice: the extensions and their enabled states, hello-world's
+    settings, and how long the history is."""
+    with open_data_folder(paths) as registry:
+        return (
+            [(e.id, e.version, e.enabled) for e in registry.list_extensions()],
+            registry.get_config("example.hello-world"),
+            registry.count_operations(),
+        )
 
 
 @pytest.hookimpl(trylast=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,18 +27,19 @@ from registry.paths import DataPaths
 from registry.reserve import RESERVE_BYTES
 from registry.vocabulary import OperationStatus
 from tests.conftest import run_cli
+from tests.disks import small_disk_on
 from tests.power_cut import can_mount, ext4_image
 from tests.test_gui_window import (
-    WAIT_MS,
     close_for_good,
     drop,
     focus_default_button,
     press,
+    visible_confirm_dialog,
     wait_finished,
 )
 
 EXTENSION_ID = "test.fills"
-TMPFS_SIZE = 8 * 1024 * 1024
+TMPFS_SIZE = "8m"  # 8 MiB
 
 
 def extension_zip(path: Path, version: str, size: int = 1024 * 1024) -> Path:
@@ -65,22 +65,8 @@ def fill_disk(folder: Path, leave: int = 0) -> Path:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+    with small_disk_on(tmp_path / "disk", size=TMPFS_SIZE) as disk:
+        yield disk.path
 
 
 def test_a_disk_that_fills_during_extraction_is_recorded_as_full(
@@ -168,15 +154,7 @@ def test_a_disk_turning_read_only_mid_upgrade_keeps_the_old_version(tmp_path: Pa
 
 
 def confirm_with_return(qtbot: QtBot, window: MainWindow) -> None:
-    qtbot.waitUntil(
-        lambda: (
-            window.install_panel.confirm_dialog is not None
-            and window.install_panel.confirm_dialog.isVisible()
-        ),
-        timeout=WAIT_MS,
-    )
-    dialog = window.install_panel.confirm_dialog
-    assert dialog is not None
+    dialog = visible_confirm_dialog(qtbot, window)
     focus_default_button(qtbot, dialog)
     press(Qt.Key.Key_Return)
 

@@ -371,6 +371,13 @@ def open_real_dialog(
 ) -> ConfirmDialog:
     monkeypatch.setattr(ConfirmDialog, "ask", REAL_ASK)
     window.install_panel.start_install(archive)
+    dialog = visible_confirm_dialog(qtbot, window)
+    focus_default_button(qtbot, dialog)
+    return dialog
+
+
+def visible_confirm_dialog(qtbot: QtBot, window: MainWindow) -> ConfirmDialog:
+    """Wait until the install panel shows its confirmation dialog, and return it."""
     qtbot.waitUntil(
         lambda: (
             window.install_panel.confirm_dialog is not None
@@ -380,7 +387,6 @@ def open_real_dialog(
     )
     dialog = window.install_panel.confirm_dialog
     assert dialog is not None
-    focus_default_button(qtbot, dialog)
     return dialog
 
 

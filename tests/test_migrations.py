@@ -705,7 +705,7 @@ def test_an_upgrade_the_disk_has_no_room_for_is_refused_before_the_backup(
     """Room for the backup, not for the upgrade as well (about three times the registry): each
     try used to leave a full-size backup, then fail; now none starts, and the message says how
     much is needed and how much is free."""
-    from tests.test_rescue_disk import mount_small_disk, unmount
+    from tests.disks import mount_small_disk, unmount
 
     disk = mount_small_disk(tmp_path / "disk", size="2m")
     try:

@@ -17,12 +17,11 @@ import pytest
 import migrations.runner as runner
 from examples.build_examples import build_all
 from registry.errors import RegistryNeedsRescueError
-from registry.installer import Installer
 from registry.paths import DataPaths
 from registry.rescue import rebuild_from_disk, rescue_options, restore_latest_backup
 from registry.startup import open_data_folder
 from registry.version import APP_VERSION
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, install_examples, state_of
 
 # Another program's database, killed in the middle of a transaction: in rollback-journal mode
 # it leaves a hot journal; in WAL mode, committed frames that were never checkpointed.
@@ -73,22 +72,9 @@ def other_programs_file(folder: Path, mode: str) -> Path:
 
 @pytest.fixture
 def installed(paths: DataPaths, examples: dict[str, Path]) -> DataPaths:
-    with open_data_folder(paths) as registry:
-        installer = Installer(registry, APP_VERSION)
-        for name in ("hello-world", "word-count"):
-            assert installer.install(examples[name]).status == "COMPLETED"
-        registry.set_config("example.hello-world", {"greeting": "Hi"})
+    install_examples(paths, examples)
     assert sorted(p.name for p in paths.root.glob("registry.db*")) == ["registry.db"]
     return paths
-
-
-def state_of(paths: DataPaths) -> tuple[object, ...]:
-    with open_data_folder(paths) as registry:
-        return (
-            [(e.id, e.version, e.enabled) for e in registry.list_extensions()],
-            registry.get_config("example.hello-world"),
-            registry.count_operations(),
-        )
 
 
 def moved_aside(paths: DataPaths, name: str) -> Path:

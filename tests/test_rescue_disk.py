@@ -6,11 +6,7 @@ The disks are real: a small tmpfs, filled with a file of zeros, and remounted re
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +14,12 @@ import pytest
 
 from examples.build_examples import build_all
 from registry.errors import RegistryError, RegistryNeedsRescueError
-from registry.installer import Installer
 from registry.paths import DataPaths
 from registry.rescue import rebuild_from_disk, rescue_options, restore_latest_backup
 from registry.startup import open_data_folder
 from registry.version import APP_VERSION
-from tests.conftest import run_cli
+from tests.conftest import install_examples, run_cli, state_of
+from tests.disks import SmallDisk, small_disk_on
 
 # "needs about 1.0 MiB free ... which has 0 bytes free"
 SIZE = r"[\d,]+(\.\d+)? (bytes|KiB|MiB|GiB)"
@@ -34,85 +30,15 @@ def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {path.stem: path for path in build_all(tmp_path_factory.mktemp("examples"))}
 
 
-class SmallDisk:
-    """A tmpfs of a few MiB mounted on ``path``, that a test can fill and make read-only."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.filler = path / "filler.bin"
-
-    def free(self) -> int:
-        return shutil.disk_usage(self.path).free
-
-    def fill(self, leave: int = 0) -> None:
-        """Take all free space but ``leave`` bytes (rounded down to the disk's pages)."""
-        chunk = b"\0" * 65536
-        with self.filler.open("ab") as handle:
-            try:
-                while self.free() > leave:
-                    handle.write(chunk[: max(4096, min(len(chunk), self.free() - leave))])
-                    handle.flush()
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                handle.truncate(handle.tell())  # what did not fit was never written
-
-    def empty(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def read_only(self, on: bool) -> None:
-        mode = "ro" if on else "rw"
-        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
-
-
-def mount_small_disk(path: Path, size: str = "4m") -> SmallDisk:
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root and mount(8): a full disk cannot be made")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): no real full disk")
-    return SmallDisk(path)
-
-
-def unmount(disk: SmallDisk) -> None:
-    subprocess.run(["mount", "-o", "remount,rw", str(disk.path)], check=False)
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small_disk(tmp_path / "disk")
-    try:
+    with small_disk_on(tmp_path / "disk") as disk:
         yield disk
-    finally:
-        unmount(disk)
 
 
 def installed_on(disk: SmallDisk, examples: dict[str, Path]) -> DataPaths:
     """Two extensions, one of them disabled, one with a setting changed."""
-    paths = DataPaths(disk.path / "data")
-    with open_data_folder(paths) as registry:
-        installer = Installer(registry, APP_VERSION)
-        for name in ("hello-world", "word-count"):
-            assert installer.install(examples[name]).status == "COMPLETED"
-        registry.set_config("example.hello-world", {"greeting": "Hi"})
-        registry.set_enabled("example.word-count", False)
-    return paths
-
-
-def state_of(paths: DataPaths) -> tuple[object, ...]:
-    with open_data_folder(paths) as registry:
-        return (
-            [(e.id, e.version, e.enabled) for e in registry.list_extensions()],
-            registry.get_config("example.hello-world"),
-            registry.count_operations(),
-        )
+    return install_examples(DataPaths(disk.path / "data"), examples, disable_word_count=True)
 
 
 def names_in(folder: Path) -> list[str]:

@@ -19,7 +19,7 @@ from registry.paths import DataPaths
 from registry.rescue import rebuild_from_disk, rescue_options, restore_latest_backup
 from registry.startup import open_data_folder
 from registry.version import APP_VERSION
-from tests.conftest import run_cli
+from tests.conftest import install_examples, run_cli
 
 ANYTHING = InstallOptions(allow_reinstall=True, allow_downgrade=True)
 
@@ -119,12 +119,7 @@ def test_the_command_line_doctor_after_a_restore(upgraded_since_the_backup: Data
 
 @pytest.fixture
 def installed(paths: DataPaths, examples: dict[str, Path]) -> DataPaths:
-    with open_data_folder(paths) as registry:
-        installer = Installer(registry, APP_VERSION)
-        for name in ("hello-world", "word-count"):
-            assert installer.install(examples[name]).status == "COMPLETED"
-        registry.set_config("example.hello-world", {"greeting": "Hi"})
-    return paths
+    return install_examples(paths, examples)
 
 
 def tamper(database: Path, *statements: str) -> None:
