@@ -30,12 +30,22 @@ screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py --dark
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	bash .ci/system-packages
-	touch $(STAMP)
+# What the installed commands (.venv/bin/extension-manager) are built from: a change to any of
+# it installs them again, so they always run the code of the checkout.
+APP_SOURCES := pyproject.toml setup.py build_package.py main.py \
+	$(shell find cli gui registry migrations assets -type f -not -path '*/__pycache__/*')
+
+$(STAMP): $(APP_SOURCES)
+	@if [ ! -x $(BIN)/python ]; then \
+		echo "Creating a virtual environment in $(VENV)/ (first run only)"; \
+		$(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+	fi
+	@echo "Installing Extension Manager and its test tools into $(VENV)/"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	@echo "Checking the system packages Qt and the window tests need (.ci/system-packages)"
+	@bash .ci/system-packages
+	@touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

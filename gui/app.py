@@ -22,6 +22,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 import assets
+from cli.invocation import runnable
 from gui import colors, messages
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance
@@ -293,7 +294,7 @@ def display_problem() -> str | None:
         return None
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
-    return (
+    return runnable(
         "There is no display to open the window on. Run this from a desktop session, "
         "or use a command such as 'extension-manager status' or 'extension-manager install FILE'."
     )

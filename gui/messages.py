@@ -1,24 +1,33 @@
-"""Every message box the app shows goes through here, so tests can replace one seam."""
+"""Every message box the app shows goes through here, so tests can replace one seam. Commands
+a message names are written the way this installation runs them (``cli.invocation``)."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from cli.invocation import runnable
+
 
 def show_error(parent: QWidget | None, title: str, text: str, details: str = "") -> None:
-    box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
+    box = QMessageBox(
+        QMessageBox.Icon.Critical, title, runnable(text), QMessageBox.StandardButton.Ok, parent
+    )
     if details:
         box.setDetailedText(details)
     box.exec()
 
 
 def show_info(parent: QWidget | None, title: str, text: str) -> None:
-    QMessageBox.information(parent, title, text)
+    QMessageBox.information(parent, title, runnable(text))
 
 
 def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
     box = QMessageBox(
-        QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent
+        QMessageBox.Icon.Question,
+        title,
+        runnable(text),
+        QMessageBox.StandardButton.NoButton,
+        parent,
     )
     confirm = box.addButton(confirm_label, QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
@@ -30,7 +39,11 @@ def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK"
 def choose(parent: QWidget | None, title: str, text: str, choices: list[str]) -> int | None:
     """One question with several answers: the index of the chosen one, or None for Cancel."""
     box = QMessageBox(
-        QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent
+        QMessageBox.Icon.Question,
+        title,
+        runnable(text),
+        QMessageBox.StandardButton.NoButton,
+        parent,
     )
     buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole) for label in choices]
     box.addButton(QMessageBox.StandardButton.Cancel)

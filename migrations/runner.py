@@ -371,10 +371,12 @@ def _check_module_apply(module: ModuleType, statements: tuple[str, ...], label: 
 
 def _step_modules(folder: Path | None) -> Iterator[tuple[re.Match[str], str, ModuleType]]:
     if folder is None:
-        for entry in resources.files("migrations").iterdir():
+        # The package's own name: "migrations" in a checkout, inside another one when installed.
+        package = __name__.rpartition(".")[0]
+        for entry in resources.files(package).iterdir():
             match = STEP_FILE.match(entry.name)
             if match:
-                module_name = f"migrations.{entry.name.removesuffix('.py')}"
+                module_name = f"{package}.{entry.name.removesuffix('.py')}"
                 yield match, module_name, importlib.import_module(module_name)
         return
     for path in folder.iterdir():

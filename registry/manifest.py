@@ -219,7 +219,7 @@ class Manifest:
 
 def schema_path() -> Traversable:
     """Where the manifest JSON Schema is; works from a source tree and from an installed wheel."""
-    return files("registry") / "manifest.schema.json"
+    return files(__name__.rpartition(".")[0]) / "manifest.schema.json"
 
 
 @functools.cache

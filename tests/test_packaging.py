@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import assets
+from build_package import UnsupportedImportError, rewrite_imports
 from examples.build_examples import build_example
 from migrations.runner import load_steps
 from tests.conftest import REPO_ROOT
@@ -51,18 +53,25 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def test_wheel_contains_migrations_assets_and_schema(wheel: Path) -> None:
+def test_wheel_installs_one_package_with_migrations_assets_and_schema(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+    top_level = {name.split("/", 1)[0] for name in names}
+    assert top_level == {"extension_manager", "extension_manager-0.1.0.dist-info"}
+    package = "extension_manager/"
     for step in load_steps():
-        assert f"{step.module.replace('.', '/')}.py" in names
-    assert "registry/manifest.schema.json" in names
-    assert f"assets/{assets.APP_ID}.desktop" in names
-    assert "assets/extension-manager.svg" in names
+        assert f"{package}{step.module.replace('.', '/')}.py" in names
+    assert f"{package}registry/manifest.schema.json" in names
+    assert f"{package}assets/{assets.APP_ID}.desktop" in names
+    assert f"{package}assets/extension-manager.svg" in names
     for size in assets.ICON_SIZES:
-        assert f"assets/icons/extension-manager-{size}.png" in names
-    assert "main.py" in names
-    assert not any(name.startswith("tests/") for name in names)
+        assert f"{package}assets/icons/extension-manager-{size}.png" in names
+    assert f"{package}main.py" in names and f"{package}__main__.py" in names
+    with zipfile.ZipFile(wheel) as archive:
+        sources = {name: archive.read(name).decode() for name in names if name.endswith(".py")}
+    for name, text in sources.items():
+        for part in ("cli", "gui", "registry", "migrations", "assets", "main"):
+            assert not re.search(rf"^\s*(from|import) {part}\b", text, re.MULTILINE), name
 
 
 def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path: Path) -> None:
@@ -102,7 +111,12 @@ def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     env.pop("PYTHONPATH", None)
     where = subprocess.run(
-        [str(bin_dir / "python"), "-c", "import registry; print(registry.__file__)"],
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import extension_manager.registry as r, extension_manager.gui.main_window; "
+            "print(r.__file__)",
+        ],
         cwd=tmp_path,
         env=env,
         check=True,
@@ -110,6 +124,15 @@ def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path:
         text=True,
     )
     assert str(venv) in where.stdout, "the project must come from the wheel, not the checkout"
+    for generic in ("registry", "migrations", "gui", "cli", "assets", "main"):
+        absent = subprocess.run(
+            [str(bin_dir / "python"), "-c", f"import {generic}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        assert absent.returncode != 0, f"the wheel installed a top-level '{generic}'"
 
     data = tmp_path / "data"
     smoke = subprocess.run(
@@ -168,3 +191,44 @@ def test_desktop_file_matches_the_app_and_its_icons_exist() -> None:
         width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
         assert (width, height) == (size, size)
     assert assets.asset("extension-manager.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_the_build_rewrites_only_import_statements_of_the_apps_parts() -> None:
+    source = '''"""Docstrings may say: from registry import x."""
+import os
+import assets
+import migrations.runner as runner
+from registry.store import Registry
+from registryish import thing
+from . import sibling
+
+if TYPE_CHECKING:
+    # a comment first
+    from gui.main_window import (
+        MainWindow,
+    )
+text = "import registry"
+'''
+    rewritten = rewrite_imports(source, "example.py")
+    assert rewritten.splitlines() == [
+        '"""Docstrings may say: from registry import x."""',
+        "import os",
+        "from extension_manager import assets",
+        "import extension_manager.migrations.runner as runner",
+        "from extension_manager.registry.store import Registry",
+        "from registryish import thing",
+        "from . import sibling",
+        "",
+        "if TYPE_CHECKING:",
+        "    # a comment first",
+        "    from extension_manager.gui.main_window import (",
+        "        MainWindow,",
+        "    )",
+        'text = "import registry"',
+    ]
+
+
+def test_the_build_refuses_an_import_it_cannot_rewrite_faithfully() -> None:
+    # ``import registry.store`` binds ``registry``; rewritten it would bind another name.
+    with pytest.raises(UnsupportedImportError, match=r"example.py:1"):
+        rewrite_imports("import registry.store\n", "example.py")
