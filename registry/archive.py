@@ -382,7 +382,7 @@ class OpenArchive:
         """
         fh = self._require_open()
         digest = hashlib.sha256()
-        reader = _PositionalReader(fh.fileno(), 0)
+        reader = _READER(fh.fileno(), 0)
         try:
             while chunk := reader.read(CHUNK_BYTES):
                 digest.update(chunk)
@@ -562,7 +562,7 @@ class OpenArchive:
         shown = self._shown(member)
         produced = 0
         crc = 0
-        reader = _PositionalReader(fh.fileno(), start)
+        reader = _READER(fh.fileno(), start)
         try:
             remaining = member.compressed_size
             if member.info.compress_type == _STORED:
@@ -698,6 +698,35 @@ class _PositionalReader:
         data = os.pread(self.fd, size, self.position)
         self.position += len(data)
         return data
+
+
+class _SeekingReader(_PositionalReader):
+    """The same, where there is no ``pread`` (Windows): a seek and a read made under one lock,
+    after which the shared offset is put back where it was.
+
+    A second handle would not do: ``dup`` shares the offset, and opening the path again could
+    open another file than the one validated. The lock is one for all handles, so reads are
+    serialised, but decompression, which is most of the work, still runs in parallel.
+    """
+
+    _lock: Final = threading.Lock()
+
+    def read(self, size: int) -> bytes:
+        with self._lock:
+            before = os.lseek(self.fd, 0, os.SEEK_CUR)
+            try:
+                os.lseek(self.fd, self.position, os.SEEK_SET)
+                data = os.read(self.fd, size)
+            finally:
+                os.lseek(self.fd, before, os.SEEK_SET)
+        self.position += len(data)
+        return data
+
+
+# Chosen once: the readers of every archive use it.
+_READER: Final[type[_PositionalReader]] = (
+    _PositionalReader if hasattr(os, "pread") else _SeekingReader
+)
 
 
 class _ExtractionState:

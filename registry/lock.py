@@ -28,35 +28,86 @@ release still running (which takes ``flock`` on ``registry.lock``) and this one 
 exclude each other at all. With ``flock`` plus the gate, both files keep ``flock``'s semantics:
 locks belong to the open file description, so two descriptors in one process conflict like two
 processes, and the operating system drops them when a process dies, ``kill -9`` included.
+
+Where there is no ``fcntl`` (Windows), the same protocol runs on ``portalocker`` instead: see
+``PortalockerBackend``. The backend is chosen once, at import (``BACKEND``); every platform with
+``fcntl`` keeps ``flock``, so Linux and macOS make exactly the system calls they always made.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from migrations.runner import MigrationReport, Step, load_steps, migrate, read_status
 from registry.errors import RegistryBusyError
 
+try:
+    import fcntl
+except ImportError:  # Windows: PortalockerBackend stands in
+    _HAS_FCNTL = False
+else:
+    _HAS_FCNTL = True
+
 LockMode = Literal["none", "shared", "exclusive"]
+HeldMode = Literal["shared", "exclusive"]
 
 # The gate is held only for a few system calls; anyone who holds it this long is stopped or hung.
 GATE_TIMEOUT_SECONDS = 10.0
 GATE_POLL_SECONDS = 0.002
 MIGRATION_POLL_SECONDS = 0.05
+# Python opens descriptors non-inheritable anyway; Windows has no O_CLOEXEC to name.
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
-def gate_path_for(lock_path: Path) -> Path:
-    return lock_path.with_name(lock_path.name + ".gate")
+class LockBackend(Protocol):
+    """The operating system's lock on one open lock file, as ``RegistryLock`` and the gate use it.
+
+    What the protocol relies on, and every backend provides: a lock belongs to the descriptor
+    (two descriptors conflict even within one process), the operating system drops it when the
+    process dies, and no request waits. Conversions need not be atomic: they are only ever
+    made under the gate.
+    """
+
+    name: str
+
+    def try_lock(self, fd: int, mode: HeldMode) -> bool:
+        """Take ``mode`` on ``fd`` (which holds nothing); False if another holder has it."""
+        ...
+
+    def try_downgrade(self, fd: int) -> bool:
+        """Turn the exclusive lock ``fd`` holds into a shared one; False if it was lost."""
+        ...
+
+    def unlock(self, fd: int) -> None:
+        """Drop whatever lock ``fd`` holds (nothing held is fine)."""
+        ...
 
 
-def _open_lock_file(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+class FlockBackend:
+    """``flock(2)``: Linux, macOS and the BSDs. Every release so far used it on
+    ``registry.lock``, so a copy of an earlier release still running and this one exclude each
+    other. ``fcntl.flock`` is looked up on every call, so a test can stand in for it."""
+
+    name = "flock"
+
+    def __init__(self) -> None:
+        if not _HAS_FCNTL:
+            raise ImportError("flock needs the fcntl module, which this platform does not have")
+
+    def try_lock(self, fd: int, mode: HeldMode) -> bool:
+        return _try_flock(fd, fcntl.LOCK_EX if mode == "exclusive" else fcntl.LOCK_SH)
+
+    def try_downgrade(self, fd: int) -> bool:
+        # flock converts in place: it drops the exclusive lock, then takes the shared one.
+        return _try_flock(fd, fcntl.LOCK_SH)
+
+    def unlock(self, fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _try_flock(fd: int, operation: int) -> bool:
@@ -67,13 +118,95 @@ def _try_flock(fd: int, operation: int) -> bool:
     return True
 
 
+class PortalockerBackend:
+    """``portalocker``, for platforms without ``fcntl``. On Windows it takes shared locks with
+    ``LockFileEx`` (through pywin32) and exclusive ones with ``msvcrt.locking``, on ranges that
+    both start at byte 0, so they conflict; both belong to the open handle, and Windows drops
+    them when the process ends. On POSIX it calls ``flock`` itself, which is how the tests run this
+    backend on Linux, and why it excludes ``FlockBackend`` holders there.
+
+    Failures other than "someone else holds it" are raised as ``OSError``, as flock's are.
+    """
+
+    name = "portalocker"
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        try:
+            import portalocker
+        except ImportError as error:
+            raise ImportError(
+                "The registry lock needs the portalocker package on this platform (there is no "
+                'fcntl here): install it with pip install "portalocker[win32]".'
+            ) from error
+        # Shared locks on Windows need pywin32 (portalocker's "win32" extra); say so now rather
+        # than at the first launch that tries to share the registry.
+        if os.name == "nt" and importlib.util.find_spec("pywintypes") is None:
+            raise ImportError(
+                "The registry lock needs pywin32 for shared locks on Windows: install it with "
+                'pip install "portalocker[win32]".'
+            )
+        self._portalocker = portalocker
+
+    def try_lock(self, fd: int, mode: HeldMode) -> bool:
+        flags = self._portalocker.LockFlags
+        wanted = flags.EXCLUSIVE if mode == "exclusive" else flags.SHARED
+        try:
+            self._portalocker.lock(fd, wanted | flags.NON_BLOCKING)
+        except self._portalocker.AlreadyLocked:
+            return False
+        except self._portalocker.LockException as error:
+            raise _as_os_error(error) from error
+        return True
+
+    def try_downgrade(self, fd: int) -> bool:
+        # Windows would stack a shared lock on the exclusive one instead of converting it, so
+        # drop the exclusive lock first, as flock does internally; the gate keeps anyone from
+        # asking in between.
+        self.unlock(fd)
+        return self.try_lock(fd, "shared")
+
+    def unlock(self, fd: int) -> None:
+        try:
+            self._portalocker.unlock(fd)
+        except self._portalocker.LockException as error:
+            raise _as_os_error(error) from error
+
+
+def _as_os_error(error: Exception) -> OSError:
+    """portalocker's failure as the ``OSError`` flock would have raised (its errno kept)."""
+    cause = error.__cause__
+    if isinstance(cause, OSError):
+        return OSError(cause.errno, cause.strerror)
+    return OSError(f"the lock file could not be locked ({error})")
+
+
+def default_backend() -> LockBackend:
+    """``flock`` wherever there is ``fcntl``; ``portalocker`` elsewhere."""
+    return FlockBackend() if _HAS_FCNTL else PortalockerBackend()
+
+
+# Chosen once; RegistryLock and the gate use it unless given another.
+BACKEND: LockBackend = default_backend()
+
+
+def gate_path_for(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".gate")
+
+
+def _open_lock_file(path: Path) -> int:
+    return os.open(path, _OPEN_FLAGS, 0o644)
+
+
 @contextlib.contextmanager
-def _gate(lock_path: Path, timeout: float) -> Iterator[None]:
+def _gate(lock_path: Path, timeout: float, backend: LockBackend | None = None) -> Iterator[None]:
     """Hold the gate of ``lock_path`` exclusively for the duration of one request."""
+    backend = backend if backend is not None else BACKEND
     fd = _open_lock_file(gate_path_for(lock_path))
     try:
         deadline = time.monotonic() + timeout
-        while not _try_flock(fd, fcntl.LOCK_EX):
+        while not backend.try_lock(fd, "exclusive"):
             if time.monotonic() >= deadline:
                 raise RegistryBusyError(
                     f"Another Extension Manager has been opening the registry in "
@@ -85,7 +218,7 @@ def _gate(lock_path: Path, timeout: float) -> Iterator[None]:
             yield
         finally:
             # Unlock explicitly: a child forked meanwhile would keep a merely closed lock alive.
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            backend.unlock(fd)
     finally:
         os.close(fd)
 
@@ -94,12 +227,19 @@ class RegistryLock:
     """One open handle on ``registry.lock``; its mode moves between none, shared and exclusive.
 
     Every request goes through the gate (see the module docstring), so conversions cannot be
-    entered by another process.
+    entered by another process. ``backend`` is ``BACKEND`` unless a test picks another.
     """
 
-    def __init__(self, path: Path, *, gate_timeout: float = GATE_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        gate_timeout: float = GATE_TIMEOUT_SECONDS,
+        backend: LockBackend | None = None,
+    ) -> None:
         self.path = path
         self.gate_timeout = gate_timeout
+        self.backend = backend if backend is not None else BACKEND
         self._fd: int | None = _open_lock_file(path)
         self.mode: LockMode = "none"
 
@@ -108,23 +248,23 @@ class RegistryLock:
             raise RuntimeError("the registry lock was already released")
         return self._fd
 
-    def _request(self, operation: int, mode: LockMode) -> bool:
+    def _request(self, mode: HeldMode) -> bool:
         fd = self._open_fd()
         if self.mode != "none":
             # flock would convert the held lock non-atomically; from shared to exclusive it can
             # lose the shared lock to nothing when another process holds it shared too.
             raise RuntimeError(f"the registry lock is already held {self.mode}; release it first")
-        with _gate(self.path, self.gate_timeout):
-            if not _try_flock(fd, operation):
+        with _gate(self.path, self.gate_timeout, self.backend):
+            if not self.backend.try_lock(fd, mode):
                 return False
         self.mode = mode
         return True
 
     def try_exclusive(self) -> bool:
-        return self._request(fcntl.LOCK_EX, "exclusive")
+        return self._request("exclusive")
 
     def try_shared(self) -> bool:
-        return self._request(fcntl.LOCK_SH, "shared")
+        return self._request("shared")
 
     def downgrade(self) -> None:
         """Turn the exclusive lock into a shared one, with no moment in which another process
@@ -132,9 +272,9 @@ class RegistryLock:
         fd = self._open_fd()
         if self.mode != "exclusive":
             raise RuntimeError(f"only an exclusive registry lock can be downgraded ({self.mode})")
-        with _gate(self.path, self.gate_timeout):
+        with _gate(self.path, self.gate_timeout, self.backend):
             try:
-                converted = _try_flock(fd, fcntl.LOCK_SH)
+                converted = self.backend.try_downgrade(fd)
             except OSError as error:
                 self.release()
                 raise RegistryBusyError(
@@ -151,10 +291,12 @@ class RegistryLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
             self.mode = "none"
+            try:
+                self.backend.unlock(fd)
+            finally:
+                os.close(fd)
 
     def __enter__(self) -> RegistryLock:
         return self
@@ -171,6 +313,7 @@ def prepare_registry(
     wait_seconds: float = 60.0,
     steps: tuple[Step, ...] | None = None,
     while_exclusive: Callable[[], None] | None = None,
+    backend: LockBackend | None = None,
 ) -> tuple[RegistryLock, MigrationReport]:
     """Lock, preflight and migrate; return the lock (held shared) for the process's lifetime.
 
@@ -184,7 +327,7 @@ def prepare_registry(
     """
     steps = steps if steps is not None else load_steps()
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = RegistryLock(lock_path)
+    lock = RegistryLock(lock_path, backend=backend)
     deadline = time.monotonic() + wait_seconds
     try:
         while True:
@@ -215,11 +358,11 @@ def prepare_registry(
         raise
 
 
-def hold_exclusive(lock_path: Path) -> RegistryLock:
+def hold_exclusive(lock_path: Path, *, backend: LockBackend | None = None) -> RegistryLock:
     """The exclusive lock, for replacing the database file; ``RegistryBusyError`` if anyone
     else has the registry open (or is migrating it). Release it when done."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = RegistryLock(lock_path)
+    lock = RegistryLock(lock_path, backend=backend)
     try:
         acquired = lock.try_exclusive()
     except BaseException:
