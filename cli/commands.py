@@ -422,6 +422,28 @@ def rescue_command(args: argparse.Namespace, paths: DataPaths) -> ExitCode:
     return ExitCode.FAILURE if options.needed else ExitCode.OK
 
 
+# -- the desktop ----------------------------------------------------------------------------
+
+
+def _configure_desktop_entry(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "action",
+        choices=("install", "remove"),
+        help="install: add the launcher and icons for this user; remove: delete exactly those",
+    )
+
+
+def desktop_entry_command(args: argparse.Namespace, _paths: DataPaths) -> ExitCode:
+    """Needs neither the registry nor the data folder: it works when they cannot be opened."""
+    from cli import desktop_entry
+
+    outcome = desktop_entry.install() if args.action == "install" else desktop_entry.remove()
+    if args.json or outcome.done:
+        payload = {"action": args.action, "done": list(outcome.done), "error": outcome.error}
+        emit(args, payload, "\n".join(outcome.done))
+    return ExitCode.OK if outcome.error is None else fail(outcome.error)
+
+
 _HISTORY = Command(
     "list install, upgrade and uninstall operations, newest first",
     _configure_history,
@@ -455,6 +477,12 @@ COMMANDS: dict[str, Command] = {
         "recover from a missing or damaged registry (without an option: show what is possible)",
         _configure_rescue,
         on_folder=rescue_command,
+    ),
+    "desktop-entry": Command(
+        "add the app to your applications menu and its 'Open with' choices for zips, never "
+        "as their default (install), or take it out again (remove)",
+        _configure_desktop_entry,
+        on_folder=desktop_entry_command,
     ),
 }
 

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cli import desktop_entry
 from gui import colors, desktop, messages
 from gui.activity_view import ActivityView
 from gui.config_dialog import ConfigDialog
@@ -304,7 +305,12 @@ class MainWindow(QMainWindow):
         check_action.triggered.connect(self.check_registry)
         tools_menu.addAction(check_action)
 
-        help_menu = menu_bar.addMenu("&Help")
+        self.help_menu = help_menu = menu_bar.addMenu("&Help")
+        self.desktop_entry_action = QAction("Add to applications &menu", self)
+        self.desktop_entry_action.setVisible(desktop_entry.SUPPORTED)
+        self.desktop_entry_action.triggered.connect(self.add_to_applications_menu)
+        help_menu.addAction(self.desktop_entry_action)
+        help_menu.addSeparator()
         about_action = QAction("&About Extension Manager", self)
         about_action.setMenuRole(QAction.MenuRole.AboutRole)
         about_action.triggered.connect(self.show_about)
@@ -565,6 +571,36 @@ class MainWindow(QMainWindow):
         self.doctor_dialog = dialog
         dialog.open()
         dialog.check()
+
+    def add_to_applications_menu(self) -> None:
+        """Write the launcher and icons on a worker (it runs the desktop's cache tools), then
+        say what was done."""
+        action = self.desktop_entry_action
+        action.setEnabled(False)
+
+        def done(outcome: desktop_entry.Outcome) -> None:
+            action.setEnabled(True)
+            lines = "\n".join(outcome.done)
+            if outcome.error is not None:
+                messages.show_error(
+                    self, "Could not add the app to the applications menu", outcome.error, lines
+                )
+                return
+            messages.show_info(
+                self,
+                "Added to the applications menu",
+                "Extension Manager is in your applications menu and among the “Open with” "
+                "choices for .zip files; a default you chose for zips stays the default.\n\n"
+                f"{lines}\n\nTo take it out again: extension-manager desktop-entry remove",
+            )
+
+        def failed(message: str, details: str) -> None:
+            action.setEnabled(True)
+            messages.show_error(
+                self, "Could not add the app to the applications menu", message, details
+            )
+
+        self.pool.start(desktop_entry.install, on_success=done, on_failure=failed)
 
     def about_text(self) -> str:
         return (
