@@ -15,6 +15,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.invocation import command_prefix, runnable
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
 from registry.store import ConfigValue, OperationRecord, Registry
@@ -48,11 +49,11 @@ class Command:
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+    print(json.dumps(payload, indent=2, default=str) if args.json else runnable(text))
 
 
 def fail(message: str) -> ExitCode:
-    print(f"extension-manager: {message}", file=sys.stderr)
+    print(f"extension-manager: {runnable(message)}", file=sys.stderr)
     return ExitCode.FAILURE
 
 
@@ -72,7 +73,7 @@ def _ask(question: str) -> bool:
 def _unconfirmed(example: str) -> ExitCode:
     print(
         "extension-manager: nothing was changed. Confirm with --yes when not running on a "
-        f"terminal (for example: extension-manager {example}).",
+        f"terminal (for example: {command_prefix()} {example}).",
         file=sys.stderr,
     )
     return ExitCode.USAGE
@@ -194,7 +195,8 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
             if record.status == OperationStatus.COMPLETED:
                 print(f"{kind_of(record.kind).done} {record.extension_id} {record.to_version}")
             else:
-                print(f"extension-manager: {archive}: {record.error}", file=sys.stderr)
+                reason = runnable(record.error or "")
+                print(f"extension-manager: {archive}: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps([_operation_payload(r) for r in results], indent=2))
     succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
