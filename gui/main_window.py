@@ -591,7 +591,7 @@ class MainWindow(QMainWindow):
                 "Added to the applications menu",
                 "Extension Manager is in your applications menu and among the “Open with” "
                 "choices for .zip files; a default you chose for zips stays the default.\n\n"
-                f"{lines}\n\nTo take it out again: extension-manager desktop-entry remove",
+                f"{lines}\n\nTo take it out again: 'extension-manager desktop-entry remove'.",
             )
 
         def failed(message: str, details: str) -> None:

@@ -36,6 +36,7 @@ from pytestqt.qtbot import QtBot
 
 import migrations.runner as runner
 import registry.archive as archive_module
+from build_package import ENTRY_MODULE, PARTS
 from examples.build_examples import build_all
 from gui import messages
 from gui.app import LaunchController, ensure_application
@@ -493,19 +494,14 @@ def unused_stdlib(stdlib: Path) -> Callable[[str, list[str]], list[str]]:
 
 
 def copy_app_source(target: Path) -> None:
-    """What the wheel ships (``pyproject.toml``'s modules and packages), and that file."""
-    with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
-        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    """What the wheel is built from (the entry module and the app's parts), and pyproject.toml."""
     target.mkdir()
     shutil.copy2(REPO_ROOT / "pyproject.toml", target)
-    for module in setuptools.get("py-modules", []):
-        shutil.copy2(REPO_ROOT / f"{module}.py", target)
-    for package in setuptools.get("packages", []):
-        top = package.split(".")[0]
-        if not (target / top).exists():
-            shutil.copytree(
-                REPO_ROOT / top, target / top, ignore=shutil.ignore_patterns("__pycache__")
-            )
+    shutil.copy2(REPO_ROOT / f"{ENTRY_MODULE}.py", target)
+    for part in PARTS:
+        shutil.copytree(
+            REPO_ROOT / part, target / part, ignore=shutil.ignore_patterns("__pycache__")
+        )
 
 
 def runtime_distributions() -> list[metadata.Distribution]:

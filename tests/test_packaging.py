@@ -93,7 +93,13 @@ def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path:
             text=True,
         ).stdout.strip()
     )
-    (purelib / "_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # This environment's own install of the project stays out: only its dependencies are seen.
+    dependencies = tmp_path / "dependencies"
+    dependencies.mkdir()
+    for entry in Path(sysconfig.get_path("purelib")).iterdir():
+        if not entry.name.lower().startswith(("extension_manager", "extension-manager")):
+            (dependencies / entry.name).symlink_to(entry)
+    (purelib / "_dependencies.pth").write_text(f"{dependencies}\n")
     subprocess.run(
         [
             str(bin_dir / "python"),
