@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from registry.recovery import INTERRUPTED, recover_interrupted
 from registry.startup import open_data_folder
 from registry.store import Registry
 from registry.version import APP_VERSION
+from tests.test_recovery import dead_process_id
 
 HELLO = "example.hello-world"
 ANYTHING = InstallOptions(allow_reinstall=True, allow_downgrade=True)
@@ -36,16 +35,6 @@ def examples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def hello(registry: Registry, examples: dict[str, Path]) -> Registry:
     assert Installer(registry, APP_VERSION).install(examples["hello-world"]).status == "COMPLETED"
     return registry
-
-
-def dead_process_id() -> int:
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(finished.stdout)
 
 
 def half_swapped_upgrade(registry: Registry, owner_pid: int) -> int:

@@ -70,34 +70,22 @@ def test_the_package_run_with_python_m_names_that(
 def test_the_command_line_of_a_checkout_names_a_command_that_runs(tmp_path: Path) -> None:
     """End to end: the advice in a real message, run as printed, works."""
     data = tmp_path / "data"
-    env = {**os.environ, "PATH": os.defpath}
-    subprocess.run(
-        [sys.executable, "main.py", "--data-dir", str(data), "status"],
-        cwd=REPO_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-    )
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(command),
+            cwd=REPO_ROOT,
+            env={**os.environ, "PATH": os.defpath},
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    assert run(sys.executable, "main.py", "--data-dir", str(data), "status").returncode == 0
     (data / "extensions" / "stray").mkdir()  # a folder nobody registered: doctor advises
-    doctor = subprocess.run(
-        [sys.executable, "main.py", "--data-dir", str(data), "doctor"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    doctor = run(sys.executable, "main.py", "--data-dir", str(data), "doctor")
     advice = doctor.stdout + doctor.stderr
     assert "'.venv/bin/extension-manager doctor --repair'" in advice, advice
-    repaired = subprocess.run(
-        [".venv/bin/extension-manager", "--data-dir", str(data), "doctor", "--repair"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    repaired = run(".venv/bin/extension-manager", "--data-dir", str(data), "doctor", "--repair")
     assert repaired.returncode == 0, repaired.stderr
