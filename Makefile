@@ -35,14 +35,16 @@ screenshots: $(STAMP)
 APP_SOURCES := pyproject.toml setup.py build_package.py main.py \
 	$(shell find cli gui registry migrations assets -type f -not -path '*/__pycache__/*')
 
+# pip runs with -qq: errors only, since its notices (about index locations or its own
+# version) say nothing about this project.
 $(STAMP): $(APP_SOURCES)
 	@if [ ! -x $(BIN)/python ]; then \
 		echo "Creating a virtual environment in $(VENV)/ (first run only)"; \
 		$(PYTHON) -m venv $(VENV); \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+		$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check --upgrade pip; \
 	fi
 	@echo "Installing Extension Manager and its test tools into $(VENV)/"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
+	@$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check '.[test]'
 	@echo "Checking the system packages Qt and the window tests need (.ci/system-packages)"
 	@bash .ci/system-packages
 	@touch $(STAMP)
