@@ -812,7 +812,8 @@ def journal_problem(db_path: Path, journal: Path) -> str | None:
     return None
 
 
-def _wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
+def wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
+    """SQLite's WAL checksum of ``data`` (a header or a frame), continuing from ``s0, s1``."""
     words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
     for index in range(0, len(words), 2):
         s0 = (s0 + words[index] + s1) & 0xFFFFFFFF
@@ -838,7 +839,7 @@ def _read_wal(data: bytes) -> _WalContents | str:
     ):
         return "it is not a SQLite write-ahead log"
     big_endian = magic == WAL_MAGIC_BIG_ENDIAN
-    if (c0, c1) != _wal_checksum(data[:24], big_endian, 0, 0) or not _valid_page_size(page_size):
+    if (c0, c1) != wal_checksum(data[:24], big_endian, 0, 0) or not _valid_page_size(page_size):
         return "its header is damaged"
     s0, s1 = c0, c1
     offset = WAL_HEADER_BYTES
@@ -851,8 +852,8 @@ def _read_wal(data: bytes) -> _WalContents | str:
         if number == 0 or (frame_salt1, frame_salt2) != (salt1, salt2):
             break
         page = data[offset + WAL_FRAME_HEADER_BYTES : offset + frame_size]
-        s0, s1 = _wal_checksum(data[offset : offset + 8], big_endian, s0, s1)
-        s0, s1 = _wal_checksum(page, big_endian, s0, s1)
+        s0, s1 = wal_checksum(data[offset : offset + 8], big_endian, s0, s1)
+        s0, s1 = wal_checksum(page, big_endian, s0, s1)
         if (s0, s1) != (f0, f1):
             break
         if number == 1:

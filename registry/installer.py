@@ -650,28 +650,25 @@ class Installer:
         return record
 
     def _failure_message(self, error: Exception, doing: str) -> str:
+        """One plain sentence for why ``doing`` failed; the disk is looked at only when the
+        error does not already say it in words of its own."""
+        if isinstance(error, UserFacingError):
+            return str(error)
         root = self.registry.paths.root
         condition = expected_condition(error, root, RECORDING_ROOM, doing)
-        plain = (
-            plain_database_error(error, root)
-            if isinstance(error, peewee.OperationalError | sqlite3.OperationalError)
-            else None
+        if condition is not None:
+            return str(condition)
+        if isinstance(error, OSError):
+            return plain_os_error(error, doing)
+        if isinstance(error, peewee.OperationalError | sqlite3.OperationalError):
+            plain = plain_database_error(error)  # the disk was just ruled out above
+            if plain is not None:
+                return str(plain)
+        log.exception("unexpected error while %s", doing)
+        return (
+            f"An unexpected error stopped {doing} ({type(error).__name__}: {error}). "
+            "Nothing was changed; details are in the log file."
         )
-        if isinstance(error, UserFacingError):
-            message = str(error)
-        elif condition is not None:
-            message = str(condition)
-        elif isinstance(error, OSError):
-            message = plain_os_error(error, doing)
-        elif plain is not None:
-            message = str(plain)
-        else:
-            log.exception("unexpected error while %s", doing)
-            message = (
-                f"An unexpected error stopped {doing} ({type(error).__name__}: {error}). "
-                "Nothing was changed; details are in the log file."
-            )
-        return message
 
     def _undo_swap(self, swap: _Swap) -> None:
         target = swap.target

@@ -154,14 +154,6 @@ def test_the_registrys_own_journal_and_log_pass_the_checks(v1_paths: DataPaths) 
     assert runner.wal_problem(v1_paths.database, log) is None
 
 
-def _wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
-    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
-    for index in range(0, len(words), 2):
-        s0 = (s0 + words[index] + s1) & 0xFFFFFFFF
-        s1 = (s1 + words[index + 1] + s0) & 0xFFFFFFFF
-    return s0, s1
-
-
 def damage_a_page_keeping_checksums(log: Path) -> None:
     """Make one committed page other than page 1 unreadable (its b-tree page type becomes
     invalid) and recompute the running checksums, as a log of some other database with the
@@ -178,8 +170,8 @@ def damage_a_page_keeping_checksums(log: Path) -> None:
         if not damaged and number > 1 and data[body] in (2, 5, 10, 13):
             data[body] = 0x77
             damaged = True
-        s0, s1 = _wal_checksum(bytes(data[offset : offset + 8]), big_endian, s0, s1)
-        s0, s1 = _wal_checksum(bytes(data[body : body + page_size]), big_endian, s0, s1)
+        s0, s1 = runner.wal_checksum(bytes(data[offset : offset + 8]), big_endian, s0, s1)
+        s0, s1 = runner.wal_checksum(bytes(data[body : body + page_size]), big_endian, s0, s1)
         struct.pack_into(">II", data, offset + 16, s0, s1)
     assert damaged, "the log holds no b-tree page to damage"
     log.write_bytes(bytes(data))
