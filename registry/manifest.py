@@ -3,9 +3,14 @@
 The shape of a manifest is described by ``manifest.schema.json`` (JSON Schema draft 2020-12),
 which authors can point their editor at. :func:`parse_manifest` validates against that schema
 and adds the checks a schema cannot express exactly (duplicate keys, non-finite numbers, full
-matches without a trailing newline, semantic-version parsing, the permission vocabulary with the
-list of known names). Every problem found is collected and raised once as a
+matches without a trailing newline, semantic-version parsing and ordering, the permission
+vocabulary with the list of known names). Every problem found is collected and raised once as a
 :class:`~registry.errors.ManifestError`, each message starting with the field it is about.
+
+``manifest_version`` says which manifest format a file is written in. Without it (the legacy
+form) unknown top-level keys are ignored and listed in :attr:`Manifest.ignored_keys`; with
+format :data:`MANIFEST_FORMAT` every top-level key must be one the format defines; a newer format
+is refused with one sentence (:class:`NewerManifestFormatError`) rather than read by guesswork.
 
 ``jsonschema`` is imported only when a manifest is validated: importing it is slow and the app's
 start-up time is measured.
@@ -34,10 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BROWSER_ADD_ON",
+    "MANIFEST_FORMAT",
     "Manifest",
+    "NewerManifestFormatError",
     "NotAnExtensionError",
     "SemVer",
+    "app_version_fits",
     "check_compatibility",
+    "compatibility_requirement",
     "parse_manifest",
     "schema_path",
 ]
@@ -50,6 +59,9 @@ BROWSER_ADD_ON: Final = (
     "in your web browser instead."
 )
 REQUIRED_FIELDS: Final = ("id", "name", "version")
+# The manifest format this app reads: the highest ``manifest_version`` it accepts.
+MANIFEST_FORMAT: Final = 1
+_APP_NAME: Final = "Extension Manager"
 ID_MAX_CHARS: Final = 128
 # A real manifest nests two levels; the cap keeps deep junk from exhausting the recursion of
 # the schema validator (which compares list items recursively for uniqueItems).
@@ -91,7 +103,12 @@ _TEXT_FIELDS: Final[dict[str, frozenset[str]]] = {
 # Fields whose every rule apart from the JSON type is checked in Python (the schema's patterns
 # are for editors; Python's `re.search` would let a trailing newline through them), so the
 # schema's own message for those rules is dropped rather than reported twice.
-_PYTHON_CHECKED_FIELDS: Final = frozenset({"id", "version", "min_app_version", "homepage", "icon"})
+_PYTHON_CHECKED_FIELDS: Final = frozenset(
+    {"id", "version", "min_app_version", "max_app_version", "homepage", "icon"}
+)
+# Fields checked entirely in Python, JSON type included: the schema calls 1.0 an integer, and
+# its minimum/maximum would repeat the sentence Python gives.
+_PYTHON_TYPED_FIELDS: Final = frozenset({"manifest_version"})
 
 _TYPE_WORDS: Final = {
     "string": "text",
@@ -207,10 +224,14 @@ class Manifest:
     license: str = ""
     homepage: str = ""
     min_app_version: SemVer | None = None
+    # Exclusive: the extension runs on app versions before this one only.
+    max_app_version: SemVer | None = None
     capabilities: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
     icon: str | None = None
     config: dict[str, ConfigValue] = field(default_factory=dict, hash=False)
+    # The manifest format the file declares; None for a legacy manifest without one.
+    manifest_version: int | None = None
     # Top-level keys this app does not know, in file order; kept so the UI can mention them.
     ignored_keys: tuple[str, ...] = ()
     # The whole parsed document, for storing alongside the install.
@@ -235,21 +256,60 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(_schema())
 
 
+def compatibility_requirement(min_app: str | SemVer | None, max_app: str | SemVer | None) -> str:
+    """The app versions an extension needs, as a short phrase for summaries:
+    ``Extension Manager ≥ 1.0.0 and < 2.0.0``; ``""`` when neither bound is given.
+
+    The bounds are shown as given, not checked (``""`` counts as absent).
+    """
+    parts = []
+    if min_app is not None and str(min_app):
+        parts.append(f"≥ {min_app}")
+    if max_app is not None and str(max_app):
+        parts.append(f"< {max_app}")
+    return f"{_APP_NAME} {' and '.join(parts)}" if parts else ""
+
+
+def app_version_fits(
+    app_version: str, min_app: str | SemVer | None, max_app: str | SemVer | None
+) -> str | None:
+    """Return ``None`` if ``app_version`` is within ``min_app`` (inclusive) and ``max_app``
+    (exclusive), else a sentence saying why not and what to do.
+
+    For callers holding the bounds as text, such as an update index entry; a bound that is
+    ``None`` or ``""`` is absent. Every version given must be a semantic version (ValueError
+    otherwise, naming it).
+    """
+    low = _bound(min_app)
+    high = _bound(max_app)
+    current = SemVer.parse(app_version)
+    if low is not None and current < low:
+        return (
+            f"This extension needs {_APP_NAME} {low} or newer; you have {current}. "
+            "Update the app, or ask the author for an older version."
+        )
+    if high is not None and current >= high:
+        return (
+            f"This extension works with {_APP_NAME} before {high} only; you have {current}. "
+            "Look for a newer version of the extension."
+        )
+    return None
+
+
+def _bound(value: str | SemVer | None) -> SemVer | None:
+    if value is None or isinstance(value, SemVer):
+        return value
+    return SemVer.parse(value) if value != "" else None
+
+
 def check_compatibility(manifest: Manifest, app_version: str) -> str | None:
     """Return ``None`` if the app can run this extension, else a sentence saying why not.
 
     ``app_version`` must be a semantic version (ValueError otherwise): it is the app's own.
     """
-    needed = manifest.min_app_version
-    if needed is None:
+    if manifest.min_app_version is None and manifest.max_app_version is None:
         return None
-    current = SemVer.parse(app_version)
-    if current >= needed:
-        return None
-    return (
-        f"This extension needs Extension Manager {needed} or newer; you have {current}. "
-        "Update the app, or ask the author for an older version."
-    )
+    return app_version_fits(app_version, manifest.min_app_version, manifest.max_app_version)
 
 
 # --- Parsing ------------------------------------------------------------------------------------
@@ -262,6 +322,24 @@ class NotAnExtensionError(ManifestError):
     def __init__(self, message: str) -> None:
         super().__init__([message])
         self.args = (message,)
+
+
+class NewerManifestFormatError(ManifestError):
+    """The manifest declares a format newer than :data:`MANIFEST_FORMAT`. Its other fields may
+    mean something this app does not know, so they are not checked: the one sentence says to
+    update the app. ``manifest_format`` is the format the file declares."""
+
+    def __init__(self, manifest_format: int) -> None:
+        shown = str(manifest_format)
+        if len(shown) > 20:
+            shown = f"{shown[:8]}… ({len(shown):,} digits)"
+        message = (
+            f"This extension uses manifest format {shown}, which needs a newer {_APP_NAME} "
+            f"(this one reads format {MANIFEST_FORMAT}). Update the app."
+        )
+        super().__init__([message])
+        self.args = (message,)
+        self.manifest_format = manifest_format
 
 
 class _UnreadableNumber:
@@ -481,6 +559,10 @@ def _translate(error: ValidationError) -> Problem | None:
     top = path[0] if path else ""
     if isinstance(instance, _UnreadableNumber) or keyword == "required":
         return None
+    if top in _PYTHON_TYPED_FIELDS:
+        return None
+    if keyword == "additionalProperties" and not path:
+        return None  # format 1's unknown top-level keys: _format_problems names each one
     if keyword != "type" and (
         top in _PYTHON_CHECKED_FIELDS
         or (top in _TEXT_FIELDS and keyword == "pattern")
@@ -607,13 +689,23 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
                 )
             )
 
-    for name in ("version", "min_app_version"):
+    versions: dict[str, SemVer] = {}
+    for name in ("version", "min_app_version", "max_app_version"):
         value = document.get(name)
         if isinstance(value, str):
             try:
-                SemVer.parse(value)
+                versions[name] = SemVer.parse(value)
             except ValueError as exc:
                 problems.append(((name,), str(exc)))
+    low, high = versions.get("min_app_version"), versions.get("max_app_version")
+    if low is not None and high is not None and high <= low:
+        problems.append(
+            (
+                ("max_app_version",),
+                f"must be greater than min_app_version ({low}): it is the first app version the "
+                f"extension does not work with (got {high})",
+            )
+        )
 
     for name, allowed in _TEXT_FIELDS.items():
         value = document.get(name)
@@ -658,6 +750,50 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _declared_format(document: dict[str, Any]) -> int | None:
+    """``manifest_version`` if it is a whole number (the value is checked elsewhere)."""
+    value = document.get("manifest_version")
+    return value if type(value) is int else None
+
+
+def _format_problems(document: dict[str, Any]) -> list[Problem]:
+    """``manifest_version`` must be a format number; format 1 allows only its own keys."""
+    if "manifest_version" not in document:
+        return []
+    value = document["manifest_version"]
+    if isinstance(value, _UnreadableNumber):
+        return []  # reported by _scan
+    if type(value) is not int:
+        shown = _show(value) if isinstance(value, str | float) else _kind(value)
+        return [
+            (
+                ("manifest_version",),
+                f"must be a whole number such as {MANIFEST_FORMAT}, the manifest format "
+                f"(got {shown})",
+            )
+        ]
+    if value < 1:
+        return [
+            (("manifest_version",), f"must be 1 or more: formats are numbered from 1 (got {value})")
+        ]
+    known = _schema()["properties"]
+    problems: list[Problem] = []
+    for key in document:
+        if key not in known:
+            hint = ""
+            if (close := _close_field(key, known)) is not None:
+                hint = f"; did you mean {close!r}?"
+            problems.append(((key,), f"is not a field of manifest format {value}{hint}"))
+    return problems
+
+
+def _close_field(key: str, known: dict[str, Any]) -> str | None:
+    import difflib  # only for a misspelt key: keeps it out of start-up
+
+    matches = difflib.get_close_matches(key, [name for name in known if name != "$schema"], n=1)
+    return matches[0] if matches else None
+
+
 def _is_browser_add_on(document: dict[str, Any]) -> bool:
     """A Firefox or Chrome WebExtension: ``manifest_version`` is its one required key, and it
     never has an ``id`` of ours (Firefox keeps its id under ``browser_specific_settings``)."""
@@ -687,17 +823,28 @@ def _ordered(problems: list[Problem]) -> list[str]:
 def parse_manifest(data: bytes) -> Manifest:
     """Validate the bytes of a ``manifest.json`` and return the manifest.
 
-    Raises :class:`ManifestError` listing every problem found, each naming its field.
+    Raises :class:`ManifestError` listing every problem found, each naming its field; its
+    subclasses :class:`NotAnExtensionError` and :class:`NewerManifestFormatError` carry one
+    sentence instead.
     """
     document, decoder = _decode(data)
     if _is_browser_add_on(document):
         raise NotAnExtensionError(BROWSER_ADD_ON)
-    problems = _scan(document, decoder) + _field_problems(document) + _schema_problems(document)
+    declared = _declared_format(document)
+    if declared is not None and declared > MANIFEST_FORMAT:
+        raise NewerManifestFormatError(declared)
+    problems = (
+        _scan(document, decoder)
+        + _format_problems(document)
+        + _field_problems(document)
+        + _schema_problems(document)
+    )
     if problems:
         raise ManifestError(_ordered(problems))
 
     known = _schema()["properties"]
     min_app = document.get("min_app_version")
+    max_app = document.get("max_app_version")
     return Manifest(
         id=document["id"],
         name=document["name"],
@@ -707,10 +854,12 @@ def parse_manifest(data: bytes) -> Manifest:
         license=document.get("license", ""),
         homepage=document.get("homepage", ""),
         min_app_version=SemVer.parse(min_app) if min_app is not None else None,
+        max_app_version=SemVer.parse(max_app) if max_app is not None else None,
         capabilities=tuple(document.get("capabilities", ())),
         permissions=tuple(document.get("permissions", ())),
         icon=document.get("icon"),
         config=dict(document.get("config", {})),
+        manifest_version=declared,
         ignored_keys=tuple(key for key in document if key not in known),
         raw=document,
     )

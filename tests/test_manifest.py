@@ -14,7 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.errors import ManifestError
-from registry.manifest import Manifest, SemVer, check_compatibility, parse_manifest, schema_path
+from registry.manifest import (
+    MANIFEST_FORMAT,
+    Manifest,
+    NewerManifestFormatError,
+    NotAnExtensionError,
+    SemVer,
+    app_version_fits,
+    check_compatibility,
+    compatibility_requirement,
+    parse_manifest,
+    schema_path,
+)
 from registry.permissions import PERMISSIONS, describe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +63,8 @@ def test_minimal_manifest_gets_defaults() -> None:
     )
     assert manifest.description == manifest.author == manifest.homepage == ""
     assert manifest.min_app_version is None
+    assert manifest.max_app_version is None
+    assert manifest.manifest_version is None
     assert manifest.icon is None
     assert manifest.capabilities == manifest.permissions == manifest.ignored_keys == ()
     assert manifest.config == {}
@@ -68,6 +81,8 @@ def test_full_manifest_reads_every_field() -> None:
         "license": "MIT",
         "homepage": "https://example.org/word-count?from=manifest#top",
         "min_app_version": "0.1.0",
+        "max_app_version": "2.0.0-alpha",
+        "manifest_version": 1,
         "capabilities": ["command", "panel"],
         "permissions": ["filesystem-read", "network"],
         "icon": "images/icon.PNG",
@@ -83,6 +98,8 @@ def test_full_manifest_reads_every_field() -> None:
     assert manifest.license == "MIT"
     assert manifest.homepage == "https://example.org/word-count?from=manifest#top"
     assert manifest.min_app_version == SemVer(0, 1, 0)
+    assert manifest.max_app_version == SemVer(2, 0, 0, ("alpha",))
+    assert manifest.manifest_version == 1
     assert manifest.capabilities == ("command", "panel")
     assert manifest.permissions == ("filesystem-read", "network")
     assert manifest.icon == "images/icon.PNG"
@@ -594,6 +611,187 @@ def test_compatibility_compares_semantic_versions() -> None:
 def test_compatibility_rejects_a_malformed_app_version() -> None:
     with pytest.raises(ValueError):
         check_compatibility(parse_manifest(with_fields(min_app_version="1.0.0")), "1.0")
+    with pytest.raises(ValueError):
+        check_compatibility(parse_manifest(with_fields(max_app_version="1.0.0")), "1.0")
+
+
+def test_compatibility_upper_bound_is_exclusive() -> None:
+    manifest = parse_manifest(with_fields(max_app_version="0.2.0"))
+    assert check_compatibility(manifest, "0.1.9") is None
+    assert check_compatibility(manifest, "0.2.0-rc.1") is None  # a pre-release comes before
+    assert check_compatibility(manifest, "0.2.0") == (
+        "This extension works with Extension Manager before 0.2.0 only; you have 0.2.0. "
+        "Look for a newer version of the extension."
+    )
+    assert check_compatibility(manifest, "0.3.0") == (
+        "This extension works with Extension Manager before 0.2.0 only; you have 0.3.0. "
+        "Look for a newer version of the extension."
+    )
+
+
+def test_compatibility_with_both_bounds() -> None:
+    manifest = parse_manifest(with_fields(min_app_version="1.0.0", max_app_version="2.0.0"))
+    assert check_compatibility(manifest, "1.0.0") is None
+    assert check_compatibility(manifest, "1.99.0") is None
+    assert check_compatibility(manifest, "0.9.0") == (
+        "This extension needs Extension Manager 1.0.0 or newer; you have 0.9.0. "
+        "Update the app, or ask the author for an older version."
+    )
+    assert check_compatibility(manifest, "2.0.0+build.5") == (
+        "This extension works with Extension Manager before 2.0.0 only; you have 2.0.0+build.5. "
+        "Look for a newer version of the extension."
+    )
+
+
+def test_max_app_version_is_parsed_like_min_app_version() -> None:
+    assert parse_manifest(with_fields(max_app_version="3.0.0")).max_app_version == SemVer(3, 0, 0)
+    assert only_problem(with_fields(max_app_version="3.0")) == (
+        "max_app_version: '3.0' is not a semantic version like 1.2.3"
+    )
+    assert only_problem(with_fields(max_app_version="3.0.0\n")) == (
+        "max_app_version: '3.0.0\\n' is not a semantic version like 1.2.3"
+    )
+    assert only_problem(with_fields(max_app_version=3)) == (
+        "max_app_version: must be text (got a whole number)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [("2.0.0", "2.0.0"), ("2.0.0", "1.9.9"), ("2.0.0", "2.0.0-rc.1"), ("2.0.0+a", "2.0.0+b")],
+)
+def test_max_app_version_must_be_above_min_app_version(low: str, high: str) -> None:
+    assert only_problem(with_fields(min_app_version=low, max_app_version=high)) == (
+        f"max_app_version: must be greater than min_app_version ({low}): it is the first app "
+        f"version the extension does not work with (got {high})"
+    )
+
+
+def test_app_version_fits_takes_the_bounds_as_text() -> None:
+    assert app_version_fits("1.5.0", None, None) is None
+    assert app_version_fits("1.5.0", "", "") is None
+    assert app_version_fits("1.5.0", "1.0.0", "2.0.0") is None
+    assert app_version_fits("1.5.0", SemVer(1, 0, 0), SemVer(2, 0, 0)) is None
+    assert app_version_fits("0.3.0", None, "0.2.0") == (
+        "This extension works with Extension Manager before 0.2.0 only; you have 0.3.0. "
+        "Look for a newer version of the extension."
+    )
+    assert app_version_fits("3.0.0", "3.1.0", None) == (
+        "This extension needs Extension Manager 3.1.0 or newer; you have 3.0.0. "
+        "Update the app, or ask the author for an older version."
+    )
+    # The same sentences as check_compatibility, which uses it.
+    manifest = parse_manifest(with_fields(min_app_version="3.1.0"))
+    assert app_version_fits("3.0.0", "3.1.0", None) == check_compatibility(manifest, "3.0.0")
+
+
+@pytest.mark.parametrize(
+    ("app", "low", "high"), [("1.0", None, None), ("1.0.0", "1.0", None), ("1.0.0", None, "v2")]
+)
+def test_app_version_fits_rejects_what_is_not_a_semantic_version(
+    app: str, low: str | None, high: str | None
+) -> None:
+    with pytest.raises(ValueError, match="is not a semantic version"):
+        app_version_fits(app, low, high)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "phrase"),
+    [
+        ("3.1.0", None, "Extension Manager ≥ 3.1.0"),
+        (None, "0.2.0", "Extension Manager < 0.2.0"),
+        ("1.0.0", "2.0.0", "Extension Manager ≥ 1.0.0 and < 2.0.0"),
+        (SemVer(1, 0, 0), SemVer(2, 0, 0, ("rc", 1)), "Extension Manager ≥ 1.0.0 and < 2.0.0-rc.1"),
+        (None, None, ""),
+        ("", "", ""),
+    ],
+)
+def test_compatibility_requirement_phrases(
+    low: str | SemVer | None, high: str | SemVer | None, phrase: str
+) -> None:
+    assert compatibility_requirement(low, high) == phrase
+
+
+# --- manifest format ----------------------------------------------------------------------------
+
+
+def test_this_app_reads_manifest_format_1() -> None:
+    assert MANIFEST_FORMAT == 1
+    manifest = parse_manifest(with_fields(manifest_version=1))
+    assert manifest.manifest_version == 1
+    assert manifest.ignored_keys == ()
+
+
+def test_format_1_refuses_each_unknown_top_level_key() -> None:
+    data = with_fields(manifest_version=1, colour="red", min_app_verison="1.0.0")
+    assert problems_of(data) == [
+        "colour: is not a field of manifest format 1",
+        "min_app_verison: is not a field of manifest format 1; did you mean 'min_app_version'?",
+    ]
+
+
+def test_format_1_unknown_keys_come_after_the_known_fields_problems() -> None:
+    data = with_fields(manifest_version=1, extra=True, version="1.0", **{"a b": 1})
+    assert problems_of(data) == [
+        "version: '1.0' is not a semantic version like 1.2.3",
+        "extra: is not a field of manifest format 1",
+        "['a b']: is not a field of manifest format 1",
+    ]
+
+
+def test_format_1_allows_the_schema_key() -> None:
+    manifest = parse_manifest(with_fields(manifest_version=1, **{"$schema": "manifest.json"}))
+    assert manifest.ignored_keys == ()
+
+
+def test_legacy_manifest_still_ignores_unknown_keys() -> None:
+    manifest = parse_manifest(with_fields(colour="red"))
+    assert manifest.manifest_version is None
+    assert manifest.ignored_keys == ("colour",)
+
+
+@pytest.mark.parametrize("declared", [2, 3, 10**30])
+def test_newer_manifest_format_is_refused_in_one_sentence(declared: int) -> None:
+    # Even with problems that format 1 would report: they may be fine in the newer format.
+    data = with_fields(manifest_version=declared, version="1.0", colour="red")
+    with pytest.raises(NewerManifestFormatError) as caught:
+        parse_manifest(data)
+    shown = str(declared) if declared < 10**20 else "10000000… (31 digits)"
+    sentence = (
+        f"This extension uses manifest format {shown}, which needs a newer Extension Manager "
+        "(this one reads format 1). Update the app."
+    )
+    assert str(caught.value) == sentence
+    assert caught.value.problems == [sentence]
+    assert caught.value.manifest_format == declared
+    assert isinstance(caught.value, ManifestError)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (0, "must be 1 or more: formats are numbered from 1 (got 0)"),
+        (-1, "must be 1 or more: formats are numbered from 1 (got -1)"),
+        (1.0, "must be a whole number such as 1, the manifest format (got 1.0)"),
+        (1.5, "must be a whole number such as 1, the manifest format (got 1.5)"),
+        ("1", "must be a whole number such as 1, the manifest format (got '1')"),
+        (True, "must be a whole number such as 1, the manifest format (got true)"),
+        (None, "must be a whole number such as 1, the manifest format (got null)"),
+        ([1], "must be a whole number such as 1, the manifest format (got a list)"),
+    ],
+)
+def test_manifest_version_must_be_a_format_number(value: object, problem: str) -> None:
+    # One message each, and no unknown-key messages: the format is not known.
+    assert problems_of(with_fields(manifest_version=value, colour="red")) == [
+        f"manifest_version: {problem}"
+    ]
+
+
+def test_manifest_version_too_long_to_read_is_reported_once() -> None:
+    data = with_fields(manifest_version="PLACEHOLDER").replace(b'"PLACEHOLDER"', b"9" * 5000)
+    assert only_problem(data) == (
+        "manifest_version: is a number with 5,000 digits, too long to read; use a shorter number"
+    )
 
 
 # --- schema file --------------------------------------------------------------------------------
@@ -610,6 +808,29 @@ def test_schema_is_a_valid_draft_2020_12_schema_with_docs() -> None:
         assert prop.get("title") and prop.get("description"), name
 
 
+def test_schema_describes_the_new_fields() -> None:
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    props = schema["properties"]
+    assert "exclusive" in props["max_app_version"]["description"].lower()
+    assert props["max_app_version"]["pattern"] == props["min_app_version"]["pattern"]
+    fmt = props["manifest_version"]
+    assert (fmt["type"], fmt["minimum"], fmt["maximum"]) == ("integer", 1, MANIFEST_FORMAT)
+    assert "newer Extension Manager" in fmt["description"]
+    assert schema["if"] == {"required": ["manifest_version"]}
+    assert schema["then"]["additionalProperties"] is False
+    # additionalProperties sees only the properties beside it: the lists must stay equal.
+    assert list(schema["then"]["properties"]) == list(props)
+
+
+def test_schema_is_strict_only_with_a_manifest_version() -> None:
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(json.loads(schema_path().read_text(encoding="utf-8")))
+    assert validator.is_valid({**MINIMAL, "colour": "red"})
+    assert validator.is_valid({**MINIMAL, "manifest_version": 1, "$schema": "x", "icon": "i.png"})
+    assert not validator.is_valid({**MINIMAL, "manifest_version": 1, "colour": "red"})
+
+
 @pytest.mark.parametrize(
     "fields",
     [
@@ -623,6 +844,12 @@ def test_schema_is_a_valid_draft_2020_12_schema_with_docs() -> None:
         {"capabilities": ["a", "a"]},
         {"icon": "../icon.png"},
         {"config": {"a": None}},
+        {"max_app_version": "2.0"},
+        {"manifest_version": 0},
+        {"manifest_version": 2},
+        {"manifest_version": True},
+        {"manifest_version": "1"},
+        {"manifest_version": 1, "colour": "red"},
     ],
 )
 def test_schema_alone_rejects_what_the_parser_rejects(fields: dict[str, object]) -> None:
@@ -729,5 +956,18 @@ def test_browser_add_on_is_named_in_one_sentence(document: dict[str, Any]) -> No
 
 
 def test_our_manifest_with_a_manifest_version_key_is_still_ours() -> None:
-    manifest = parse_manifest(encode({**MINIMAL, "manifest_version": 3}))
-    assert manifest.ignored_keys == ("manifest_version",)
+    manifest = parse_manifest(encode({**MINIMAL, "manifest_version": 1}))
+    assert manifest.manifest_version == 1
+    # A newer format of ours is named as such, not as a browser add-on.
+    with pytest.raises(NewerManifestFormatError):
+        parse_manifest(encode({**MINIMAL, "manifest_version": 3}))
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(encode({**MINIMAL, "manifest_version": 0}))
+    assert not isinstance(caught.value, NotAnExtensionError)
+
+
+@pytest.mark.parametrize("declared", [1, 2, 3])
+def test_browser_add_on_wins_over_the_format_check(declared: int) -> None:
+    # Without an id of ours, any manifest_version is a WebExtension's.
+    with pytest.raises(NotAnExtensionError):
+        parse_manifest(encode({**CHROME_ADD_ON, "manifest_version": declared}))
