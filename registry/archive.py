@@ -15,6 +15,7 @@ inflates past its declared size; here the output is bounded and such an entry is
 from __future__ import annotations
 
 import bz2
+import contextlib
 import errno
 import hashlib
 import io
@@ -375,21 +376,35 @@ class OpenArchive:
         finally:
             state.worker_done()
 
-    def sha256(self) -> str:
-        """Hex SHA-256 of the whole archive file, read through the validated handle.
+    def sha256(self, copy_to: Path | None = None) -> str:
+        """Hex SHA-256 of the whole archive file, read through the validated handle; with
+        ``copy_to``, the same bytes are also written (and flushed) to that new file, so that
+        what is kept is exactly what was hashed and checked.
 
         Reads are positional, so this may run on another thread while members are extracted.
         """
         fh = self._require_open()
         digest = hashlib.sha256()
         reader = _READER(fh.fileno(), 0)
-        try:
-            while chunk := reader.read(CHUNK_BYTES):
+        # A failure to write the copy (a full disk) stays an OSError for the installer to word.
+        with contextlib.ExitStack() as stack:
+            copy = stack.enter_context(copy_to.open("xb")) if copy_to is not None else None
+            while True:
+                try:
+                    chunk = reader.read(CHUNK_BYTES)
+                except OSError as exc:
+                    raise ArchiveError(
+                        f"{self._label} could not be read ({_reason(exc)}). Check the file and "
+                        "try again."
+                    ) from exc
+                if not chunk:
+                    break
                 digest.update(chunk)
-        except OSError as exc:
-            raise ArchiveError(
-                f"{self._label} could not be read ({_reason(exc)}). Check the file and try again."
-            ) from exc
+                if copy is not None:
+                    copy.write(chunk)
+            if copy is not None:
+                copy.flush()
+                os.fsync(copy.fileno())
         return digest.hexdigest()
 
     # -- validation -----------------------------------------------------------------------

@@ -34,11 +34,11 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -69,6 +69,7 @@ from registry.store import (
     plain_database_error,
 )
 from registry.version import APP_VERSION
+from registry.versions import STAGED_ARCHIVE, keep_archive, prune_quietly, rollback_target
 from registry.vocabulary import OperationKind, OperationStatus
 
 if TYPE_CHECKING:
@@ -145,6 +146,11 @@ class InstallPlan:
     total_bytes: int
     config_added: tuple[str, ...] = ()
     config_removed: tuple[str, ...] = ()
+    # Where the archive came from (its path or URL) and the update source it was found in.
+    origin: str = ""
+    origin_source: str | None = None
+    # A rollback puts back the settings the kept version last ran with.
+    restore_settings: Mapping[str, Any] | None = field(default=None, compare=False)
     # The archive as validated (closed while the person decides), and which file that was:
     # executing reopens it and extracts those members if, and only if, the file is the same.
     validated: OpenArchive | None = field(default=None, compare=False, repr=False)
@@ -163,6 +169,9 @@ class InstallPlan:
             OperationKind.REINSTALL: f"Reinstall of the installed version {new}",
             OperationKind.DOWNGRADE: (
                 f"Downgrade {self.installed_version} → {new} (older than installed)"
+            ),
+            OperationKind.ROLLBACK: (
+                f"Roll back {self.installed_version} → {new}, with the settings it had"
             ),
         }[self.kind]
 
@@ -199,7 +208,12 @@ class InstallPlan:
             lines.extend(f"  • {words} ({name})" for name, words in self.permissions)
         else:
             lines.append("It asks for no permissions.")
-        if self.config_removed:
+        if self.kind == OperationKind.ROLLBACK:
+            lines.append(
+                "No update is offered for it afterwards until you release it "
+                "(extension-manager release ID)."
+            )
+        elif self.config_removed:
             lines.append("Settings no longer used: " + ", ".join(self.config_removed))
         if self.config_added:
             lines.append("New settings (with defaults): " + ", ".join(self.config_added))
@@ -219,7 +233,12 @@ class _Swap:
 
 
 def extension_values(
-    manifest: Manifest, install_path: Path, archive_sha256: str, files: list[tuple[str, int]]
+    manifest: Manifest,
+    install_path: Path,
+    archive_sha256: str,
+    files: list[tuple[str, int]],
+    origin: str = "",
+    origin_source: str | None = None,
 ) -> ExtensionValues:
     """What the registry records for ``manifest`` installed in ``install_path``."""
     return ExtensionValues(
@@ -237,6 +256,8 @@ def extension_values(
         install_path=str(install_path),
         archive_sha256=archive_sha256,
         files=tuple(files),
+        origin=origin,
+        origin_source=origin_source,
     )
 
 
@@ -327,15 +348,27 @@ class Installer:
         return self.registry.create_operation(archive_path.absolute())
 
     def plan(
-        self, install_id: int, archive_path: Path, cancel: CancelToken | None = None
+        self,
+        install_id: int,
+        archive_path: Path,
+        cancel: CancelToken | None = None,
+        *,
+        origin: str | None = None,
+        origin_source: str | None = None,
     ) -> InstallPlan | OperationRecord:
         """Read and check the archive and compare it with what is installed. Returns the plan
         to show the person, or the operation's final (FAILED) record when the file cannot be
-        installed; never raises for a bad archive."""
+        installed; never raises for a bad archive. ``origin`` is where the file came from when
+        it is not the file itself (a download)."""
         cancel = cancel or CancelToken()
         progress = self._progress(install_id)
         try:
             plan = self._plan(install_id, archive_path, progress, cancel)
+            plan = dataclasses.replace(
+                plan,
+                origin=origin if origin is not None else str(archive_path.absolute()),
+                origin_source=origin_source,
+            )
             progress.step(WAITING_STEP)
         except Exception as error:
             self._fail(install_id, error, _Swap(), f"reading {archive_path.name}")
@@ -397,6 +430,8 @@ class Installer:
         archive_path: Path,
         progress: _ProgressWriter,
         cancel: CancelToken,
+        *,
+        rolling_back: bool = False,
     ) -> InstallPlan:
         from registry.archive import open_archive
 
@@ -415,6 +450,8 @@ class Installer:
             self._check_compatibility(manifest)
             progress.step("Comparing with the installed version")
             plan = self._compare(install_id, archive_path, archive, manifest)
+            if rolling_back:
+                plan = dataclasses.replace(plan, kind=OperationKind.ROLLBACK)
         self.registry.update_operation(
             install_id, kind=plan.kind, from_version=plan.installed_version
         )
@@ -454,8 +491,10 @@ class Installer:
             files_dir.mkdir(parents=True)
             progress.step("Extracting files", staging_dir=str(staging))
             # Hash on another core while extracting: both release the GIL, reads are positional.
+            # The kept copy is written from the bytes being hashed (a rollback's is kept already).
+            copy = staging / STAGED_ARCHIVE if plan.kind != OperationKind.ROLLBACK else None
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
-                hashing = hasher.submit(archive.sha256)
+                hashing = hasher.submit(archive.sha256, copy)
                 archive.extract_to(
                     files_dir,
                     on_progress=lambda written: progress.extracted(written, archive.total_bytes),
@@ -466,6 +505,7 @@ class Installer:
         self._check_cancel(cancel)
 
         progress.step("Putting the new version in place", archive_sha256=digest)
+        kept = keep_archive(self.registry, copy, digest)
         target = self.registry.paths.extensions / plan.manifest.id
         swap.target = target
         if target.exists():
@@ -479,15 +519,26 @@ class Installer:
         flush_folders({target.parent} | ({swap.trash.parent} if swap.trash else set()))
 
         progress.step("Recording in the registry")
+        rollback = plan.kind == OperationKind.ROLLBACK
         self.registry.commit_install(
             install_id,
-            extension_values(plan.manifest, target, digest, file_list),
+            extension_values(
+                plan.manifest, target, digest, file_list, plan.origin, plan.origin_source
+            ),
             expected_version=plan.installed_version,
             config_removed=plan.config_removed,
+            kept=kept,
+            restore_settings=plan.restore_settings,
+            hold_reason=(
+                f"Rolled back from {plan.installed_version} to {plan.manifest.version}"
+                if rollback
+                else None
+            ),
         )
         swap.swapped = False  # committed: the new version is the registered one now
         progress.checkpoint(COMMITTED)
         _discard_trash(swap)
+        prune_quietly(self.registry)
 
     def _planned_archive(self, plan: InstallPlan) -> OpenArchive:
         """The archive the person saw, open again; refused if the file changed meanwhile (the
@@ -585,6 +636,66 @@ class Installer:
             validated=archive,
             identity=archive.identity(),
         )
+
+    # -- rollback --------------------------------------------------------------------------------
+
+    def begin_rollback(self, extension_id: str) -> int:
+        return self.registry.create_operation(
+            kind=OperationKind.ROLLBACK, extension_id=extension_id
+        )
+
+    def plan_rollback(
+        self,
+        install_id: int,
+        extension_id: str,
+        to_version: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> InstallPlan | OperationRecord:
+        """Plan going back to a kept version (``to_version``, or the one the installed version
+        replaced): its archive is checked again like any file. Returns the plan, or the
+        operation's final (FAILED) record with the reason, e.g. a kept archive gone missing."""
+        cancel = cancel or CancelToken()
+        progress = self._progress(install_id)
+        try:
+            target = rollback_target(self.registry, extension_id, to_version)
+            archive = self.registry.paths.kept_archive(target.archive_sha256)
+            self.registry.update_operation(install_id, archive_path=str(archive))
+            plan = self._plan(install_id, archive, progress, cancel, rolling_back=True)
+            if plan.manifest.id != extension_id:
+                raise InstallRefusedError(
+                    f"The kept archive {archive.name} holds {plan.manifest.id}, not "
+                    f"{extension_id}. Nothing was changed; run 'extension-manager doctor'."
+                )
+            plan = dataclasses.replace(
+                plan,
+                origin=target.origin,
+                origin_source=target.origin_source,
+                restore_settings=target.settings,
+            )
+            progress.step(WAITING_STEP)
+        except Exception as error:
+            self._fail(install_id, error, _Swap(), f"rolling back {extension_id}")
+            return self.registry.get_operation(install_id)
+        return plan
+
+    def rollback(
+        self,
+        extension_id: str,
+        to_version: str | None = None,
+        *,
+        confirm: Confirm | None = None,
+        cancel: CancelToken | None = None,
+        install_id: int | None = None,
+    ) -> OperationRecord:
+        """Plan, confirm (``confirm`` None: unattended) and execute a rollback."""
+        if install_id is None:
+            install_id = self.begin_rollback(extension_id)
+        planned = self.plan_rollback(install_id, extension_id, to_version, cancel)
+        if not isinstance(planned, InstallPlan):
+            return planned
+        if confirm is not None and not confirm(planned):
+            return self.decline(install_id)
+        return self.execute(planned, cancel)
 
     # -- uninstall -------------------------------------------------------------------------------
 

@@ -37,6 +37,11 @@ class Extension(BaseModel):
     files = peewee.TextField(null=True)
     installed_at = peewee.TextField()
     updated_at = peewee.TextField()
+    origin = peewee.TextField(default="")
+    origin_source = peewee.TextField(null=True)
+    held_at = peewee.TextField(null=True)
+    hold_reason = peewee.TextField(null=True)
+    compatibility_override = peewee.TextField(null=True)
 
     class Meta:
         table_name = "extensions"
@@ -62,6 +67,10 @@ class ExtensionInstall(BaseModel):
     owner_pid = peewee.IntegerField(null=True)
     owner_started = peewee.FloatField(null=True)
     staging_dir = peewee.TextField(null=True)
+    origin_source = peewee.TextField(null=True)
+    download_bytes = peewee.IntegerField(null=True)
+    download_total = peewee.IntegerField(null=True)
+    settings_before = peewee.TextField(null=True)
 
     class Meta:
         table_name = "extension_installs"
@@ -77,6 +86,58 @@ class ExtensionConfig(BaseModel):
         primary_key = peewee.CompositeKey("extension_id", "key")
 
 
+class KeptVersion(BaseModel):
+    extension_id = peewee.TextField()
+    version = peewee.TextField()
+    archive_sha256 = peewee.TextField()
+    archive_size = peewee.IntegerField()
+    origin = peewee.TextField(default="")
+    origin_source = peewee.TextField(null=True)
+    settings = peewee.TextField(default="{}")
+    install_id = peewee.IntegerField(null=True)
+    installed_at = peewee.TextField()
+    replaced_at = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "kept_versions"
+        primary_key = peewee.CompositeKey("extension_id", "archive_sha256")
+
+
+class UpdateSource(BaseModel):
+    source_id = peewee.AutoField()
+    location = peewee.TextField(unique=True)
+    kind = peewee.TextField()
+    added_at = peewee.TextField()
+    checked_at = peewee.TextField(null=True)
+    last_error = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "update_sources"
+
+
+class SourceFile(BaseModel):
+    path = peewee.TextField(primary_key=True)
+    size = peewee.IntegerField()
+    mtime_ns = peewee.IntegerField()
+    sha256 = peewee.TextField()
+    extension_id = peewee.TextField(null=True)
+    version = peewee.TextField(null=True)
+    min_app_version = peewee.TextField(null=True)
+    max_app_version = peewee.TextField(null=True)
+    problem = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "source_files"
+
+
+class AppState(BaseModel):
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "app_state"
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -88,11 +149,15 @@ def _bound(model: type[M], database: peewee.Database) -> type[M]:
 
 @dataclass(frozen=True, slots=True)
 class BoundModels:
-    """The three tables of one registry file."""
+    """The tables of one registry file."""
 
     extension: type[Extension]
     install: type[ExtensionInstall]
     config: type[ExtensionConfig]
+    kept: type[KeptVersion]
+    source: type[UpdateSource]
+    source_file: type[SourceFile]
+    state: type[AppState]
 
 
 def bind_models(database: peewee.Database) -> BoundModels:
@@ -100,4 +165,8 @@ def bind_models(database: peewee.Database) -> BoundModels:
         extension=_bound(Extension, database),
         install=_bound(ExtensionInstall, database),
         config=_bound(ExtensionConfig, database),
+        kept=_bound(KeptVersion, database),
+        source=_bound(UpdateSource, database),
+        source_file=_bound(SourceFile, database),
+        state=_bound(AppState, database),
     )

@@ -47,13 +47,28 @@ class DataPaths:
         return self.root / "trash"
 
     @property
+    def archives(self) -> Path:
+        """Every installed version's archive, by content (``<sha256>.zip``), for rollbacks."""
+        return self.root / "archives"
+
+    def kept_archive(self, sha256: str) -> Path:
+        return self.archives / f"{sha256}.zip"
+
+    @property
     def space_reserve(self) -> Path:
         """A file of zeros given up when the disk is full, so that the registry can still
         record why an operation failed (see ``Registry.finish_operation``)."""
         return self.root / "registry.reserve"
 
     def create(self) -> None:
-        for folder in (self.root, self.extensions, self.backups, self.staging, self.trash):
+        for folder in (
+            self.root,
+            self.extensions,
+            self.backups,
+            self.staging,
+            self.trash,
+            self.archives,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
 
 

@@ -100,6 +100,10 @@ class OperationRecord:
     owner_pid: int | None
     owner_started: float | None
     staging_dir: str | None
+    origin_source: str | None = None
+    download_bytes: int | None = None
+    download_total: int | None = None
+    settings_before: str | None = None
 
     @property
     def active(self) -> bool:
@@ -130,6 +134,15 @@ class ExtensionRecord:
     files: tuple[tuple[str, int], ...] | None
     installed_at: str
     updated_at: str
+    origin: str = ""
+    origin_source: str | None = None
+    held_at: str | None = None
+    hold_reason: str | None = None
+    compatibility_override: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.held_at is not None
 
     @property
     def config_defaults(self) -> dict[str, ConfigValue]:
@@ -183,6 +196,9 @@ class ExtensionValues:
     install_path: str
     archive_sha256: str
     files: tuple[tuple[str, int], ...]
+    # Where the archive came from: its path or URL, and the update source it was found in.
+    origin: str = ""
+    origin_source: str | None = None
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -199,6 +215,8 @@ class ExtensionValues:
             "install_path": self.install_path,
             "archive_sha256": self.archive_sha256,
             "files": json.dumps([list(entry) for entry in self.files], ensure_ascii=False),
+            "origin": self.origin,
+            "origin_source": self.origin_source,
         }
 
 
@@ -253,7 +271,88 @@ def _extension_record(row: Any) -> ExtensionRecord:
         files=tuple((str(path), int(size)) for path, size in files) if files is not None else None,
         installed_at=row.installed_at,
         updated_at=row.updated_at,
+        origin=row.origin,
+        origin_source=row.origin_source,
+        held_at=row.held_at,
+        hold_reason=row.hold_reason,
+        compatibility_override=row.compatibility_override,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KeptArchive:
+    """An archive copied into ``archives/`` for an install that is about to commit."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeptVersionRecord:
+    """A version whose archive is kept: what a rollback can go back to."""
+
+    extension_id: str
+    version: str
+    archive_sha256: str
+    archive_size: int
+    origin: str
+    origin_source: str | None
+    settings: dict[str, Any]
+    install_id: int | None
+    installed_at: str
+    replaced_at: str | None
+
+
+def _kept_record(row: Any) -> KeptVersionRecord:
+    return KeptVersionRecord(
+        extension_id=row.extension_id,
+        version=row.version,
+        archive_sha256=row.archive_sha256,
+        archive_size=int(row.archive_size),
+        origin=row.origin,
+        origin_source=row.origin_source,
+        settings=json.loads(row.settings),
+        install_id=row.install_id,
+        installed_at=row.installed_at,
+        replaced_at=row.replaced_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    source_id: int
+    location: str
+    kind: str  # FOLDER or INDEX
+    added_at: str
+    checked_at: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFileRecord:
+    """What one zip in a folder source holds, remembered by its path, size and time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    extension_id: str | None
+    version: str | None
+    min_app_version: str | None
+    max_app_version: str | None
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """The person's choices for the whole app, stored in the registry."""
+
+    # Kept archives: besides the installed version's, this many earlier versions per
+    # extension, within this many bytes for all the earlier versions together.
+    keep_versions: int = 2
+    keep_bytes: int = 1024**3
+    # Contact the update sources when the app starts.
+    check_at_launch: bool = False
 
 
 # What recording an operation or a setting may need: a few pages in the WAL, and the reserve.
@@ -805,10 +904,17 @@ class Registry:
         *,
         expected_version: str | None,
         config_removed: Iterable[str] = (),
+        kept: KeptArchive | None = None,
+        restore_settings: Mapping[str, Any] | None = None,
+        hold_reason: str | None = None,
     ) -> None:
         """Record the version now in ``values.install_path`` and complete the operation, in one
         transaction. ``expected_version`` is the version the plan replaced (None for a first
-        install): if the registry changed meanwhile, nothing is committed."""
+        install): if the registry changed meanwhile, nothing is committed.
+
+        The same transaction remembers the settings as they were (on the operation, and on the
+        replaced version's kept archive, for a rollback to bring back), records ``kept`` as the
+        new version's archive, and for a rollback puts back ``restore_settings`` and a hold."""
         extensions, configs = self._models.extension, self._models.config
         with self.database.atomic():
             current = extensions.get_or_none(extensions.id == values.id)
@@ -819,15 +925,71 @@ class Registry:
                     f"is now {current_version or 'not installed'}). Nothing was changed; "
                     "install the file again."
                 )
+            settings = self._stored_values(values.id)
+            self._remember_replaced(install_id, current, settings)
             self._write_extension_row(values, exists=current is not None)
-            if current is not None:
+            if restore_settings is not None:
+                configs.delete().where(configs.extension_id == values.id).execute()
+                defaults = values.manifest.get("config", {})
+                known = defaults if isinstance(defaults, dict) else {}
+                self._store_values(
+                    values.id, {k: v for k, v in restore_settings.items() if k in known}
+                )
+            elif current is not None:
                 removed = list(config_removed)
                 if removed:
                     configs.delete().where(
                         (configs.extension_id == values.id) & (configs.key.in_(removed))
                     ).execute()
+            if kept is not None:
+                self._keep_version(install_id, values, kept)
+            if hold_reason is not None:
+                extensions.update(held_at=utc_now(), hold_reason=hold_reason).where(
+                    extensions.id == values.id
+                ).execute()
             # Same transaction as the rows that make the change real.
             self.finish_operation(install_id, OperationStatus.COMPLETED)
+
+    def _stored_values(self, extension_id: str) -> dict[str, Any]:
+        """The settings the person chose (not the defaults), as stored."""
+        configs = self._models.config
+        rows = configs.select().where(configs.extension_id == extension_id)
+        return {row.key: json.loads(row.value) for row in rows}
+
+    def _remember_replaced(
+        self, install_id: int, current: Any, settings: Mapping[str, Any]
+    ) -> None:
+        installs, kept = self._models.install, self._models.kept
+        snapshot = json.dumps(dict(settings), ensure_ascii=False)
+        installs.update(settings_before=snapshot).where(installs.install_id == install_id).execute()
+        if current is not None:
+            kept.update(settings=snapshot, replaced_at=utc_now()).where(
+                (kept.extension_id == current.id) & (kept.archive_sha256 == current.archive_sha256)
+            ).execute()
+
+    def _keep_version(self, install_id: int, values: ExtensionValues, archive: KeptArchive) -> None:
+        kept = self._models.kept
+        kept.insert(
+            extension_id=values.id,
+            version=values.version,
+            archive_sha256=archive.sha256,
+            archive_size=archive.size,
+            origin=values.origin,
+            origin_source=values.origin_source,
+            install_id=install_id,
+            installed_at=utc_now(),
+            replaced_at=None,
+        ).on_conflict(
+            conflict_target=[kept.extension_id, kept.archive_sha256],
+            preserve=[
+                kept.version,
+                kept.origin,
+                kept.origin_source,
+                kept.install_id,
+                kept.installed_at,
+                kept.replaced_at,
+            ],
+        ).execute()
 
     def _write_extension_row(self, values: ExtensionValues, *, exists: bool) -> None:
         """Insert a new extension (enabled), or update what describes the files of one that
@@ -845,9 +1007,12 @@ class Registry:
 
     @_translate_errors
     def commit_uninstall(self, install_id: int, extension_id: str) -> None:
-        """Forget the extension (its settings go with it) and complete the operation."""
+        """Forget the extension (its settings go with it) and complete the operation. Its kept
+        archives stay, with the settings it had, so that it can be brought back."""
         extensions = self._models.extension
         with self.database.atomic():
+            current = extensions.get_or_none(extensions.id == extension_id)
+            self._remember_replaced(install_id, current, self._stored_values(extension_id))
             extensions.delete().where(extensions.id == extension_id).execute()
             self.finish_operation(install_id, OperationStatus.COMPLETED)
 
@@ -939,6 +1104,189 @@ class Registry:
         configs = self._models.config
         with self.database.atomic():
             configs.delete().where(configs.extension_id == extension_id).execute()
+
+    # -- kept versions ---------------------------------------------------------------------------
+
+    @_translate_errors
+    def list_kept_versions(self, extension_id: str | None = None) -> list[KeptVersionRecord]:
+        """Kept archives, newest install first (one extension's, or every extension's)."""
+        kept = self._models.kept
+        query = kept.select().order_by(kept.installed_at.desc())
+        if extension_id is not None:
+            query = query.where(kept.extension_id == extension_id)
+        return [_kept_record(row) for row in query]
+
+    @_translate_errors
+    def forget_kept_versions(self, versions: Iterable[KeptVersionRecord]) -> list[str]:
+        """Drop these kept versions from the registry; returns the archives (by sha256) that no
+        kept version refers to any more, whose files the caller may now delete."""
+        kept = self._models.kept
+        chosen = list(versions)
+        with self.database.atomic():
+            for version in chosen:
+                kept.delete().where(
+                    (kept.extension_id == version.extension_id)
+                    & (kept.archive_sha256 == version.archive_sha256)
+                ).execute()
+            digests = {version.archive_sha256 for version in chosen}
+            still_used = {
+                row.archive_sha256
+                for row in kept.select(kept.archive_sha256).where(
+                    kept.archive_sha256.in_(list(digests))
+                )
+            }
+        return sorted(digests - still_used)
+
+    @_translate_errors
+    def hold(self, extension_id: str, reason: str) -> None:
+        """No update is offered for a held extension until ``release``."""
+        self._update_extension(extension_id, held_at=utc_now(), hold_reason=reason)
+
+    @_translate_errors
+    def release(self, extension_id: str) -> None:
+        self._update_extension(extension_id, held_at=None, hold_reason=None)
+
+    def _update_extension(self, extension_id: str, **fields: Any) -> None:
+        extensions = self._models.extension
+        with self.database.atomic():
+            changed = extensions.update(**fields).where(extensions.id == extension_id).execute()
+        if not changed:
+            raise RegistryError(f"The extension '{extension_id}' is not installed.")
+
+    # -- compatibility with the running app ------------------------------------------------------
+
+    @_translate_errors
+    def turn_off_incompatible(self, extension_id: str, app_version: str, reason: str) -> bool:
+        """Disable an extension that does not fit ``app_version`` and record why, as a DISABLE
+        operation. False when it is not enabled (nothing to do)."""
+        extensions = self._models.extension
+        with self.database.atomic():
+            current = extensions.get_or_none(extensions.id == extension_id)
+            if current is None or not current.enabled:
+                return False
+            extensions.update(enabled=False, compatibility_override=None).where(
+                extensions.id == extension_id
+            ).execute()
+            self.record_completed_operation(
+                extension_id,
+                OperationKind.DISABLE,
+                f"Turned off for Extension Manager {app_version}: {reason}",
+                from_version=current.version,
+                to_version=current.version,
+            )
+        return True
+
+    @_translate_errors
+    def override_compatibility(self, extension_id: str, app_version: str, reason: str) -> None:
+        """Turn on an extension although it does not fit ``app_version``, as the person asked:
+        recorded as an ENABLE operation, and not turned off again while this app runs."""
+        extensions = self._models.extension
+        with self.database.atomic():
+            current = extensions.get_or_none(extensions.id == extension_id)
+            if current is None:
+                raise RegistryError(f"The extension '{extension_id}' is not installed.")
+            extensions.update(
+                enabled=True, compatibility_override=app_version, updated_at=utc_now()
+            ).where(extensions.id == extension_id).execute()
+            self.record_completed_operation(
+                extension_id,
+                OperationKind.ENABLE,
+                f"Turned on by you for Extension Manager {app_version} although {reason}",
+                from_version=current.version,
+                to_version=current.version,
+            )
+
+    # -- app state and preferences ---------------------------------------------------------------
+
+    @_translate_errors
+    def get_state(self, key: str) -> str | None:
+        state = self._models.state
+        row = state.get_or_none(state.key == key)
+        return None if row is None else str(row.value)
+
+    @_translate_errors
+    def set_state(self, key: str, value: str) -> None:
+        with self.database.atomic():
+            self._models.state.insert(key=key, value=value).on_conflict_replace().execute()
+
+    def preferences(self) -> Preferences:
+        stored = self.get_state("preferences")
+        values = json.loads(stored) if stored else {}
+        known = {name: values[name] for name in Preferences.__slots__ if name in values}
+        return Preferences(**known)
+
+    def set_preferences(self, preferences: Preferences) -> None:
+        self.set_state(
+            "preferences",
+            json.dumps({name: getattr(preferences, name) for name in Preferences.__slots__}),
+        )
+
+    # -- update sources --------------------------------------------------------------------------
+
+    @_translate_errors
+    def add_source(self, location: str, kind: str) -> SourceRecord:
+        sources = self._models.source
+        with self.database.atomic():
+            existing = sources.get_or_none(sources.location == location)
+            if existing is None:
+                existing = sources.create(location=location, kind=kind, added_at=utc_now())
+        return _source_record(existing)
+
+    @_translate_errors
+    def list_sources(self) -> list[SourceRecord]:
+        sources = self._models.source
+        return [_source_record(row) for row in sources.select().order_by(sources.source_id)]
+
+    @_translate_errors
+    def remove_source(self, location: str) -> bool:
+        sources = self._models.source
+        with self.database.atomic():
+            return bool(sources.delete().where(sources.location == location).execute())
+
+    @_translate_errors
+    def note_source_checked(self, source_id: int, error: str | None) -> None:
+        sources = self._models.source
+        with self.database.atomic():
+            sources.update(checked_at=utc_now(), last_error=error).where(
+                sources.source_id == source_id
+            ).execute()
+
+    @_translate_errors
+    def source_files(self, paths: Iterable[str]) -> dict[str, SourceFileRecord]:
+        files = self._models.source_file
+        wanted = list(paths)
+        found: dict[str, SourceFileRecord] = {}
+        for start in range(0, len(wanted), 500):
+            rows = files.select().where(files.path.in_(wanted[start : start + 500]))
+            found.update(
+                (
+                    row.path,
+                    SourceFileRecord(**{n: getattr(row, n) for n in SourceFileRecord.__slots__}),
+                )
+                for row in rows
+            )
+        return found
+
+    @_translate_errors
+    def remember_source_files(self, records: Iterable[SourceFileRecord]) -> None:
+        files = self._models.source_file
+        rows = [{n: getattr(r, n) for n in SourceFileRecord.__slots__} for r in records]
+        if not rows:
+            return
+        with self.database.atomic():
+            for start in range(0, len(rows), 100):
+                files.insert_many(rows[start : start + 100]).on_conflict_replace().execute()
+
+
+def _source_record(row: Any) -> SourceRecord:
+    return SourceRecord(
+        source_id=int(row.source_id),
+        location=row.location,
+        kind=row.kind,
+        added_at=row.added_at,
+        checked_at=row.checked_at,
+        last_error=row.last_error,
+    )
 
 
 def check_config_value(

@@ -13,6 +13,12 @@ class OperationKind(StrEnum):
     REINSTALL = "REINSTALL"
     DOWNGRADE = "DOWNGRADE"
     UNINSTALL = "UNINSTALL"
+    # Back to a kept version, its files and its settings.
+    ROLLBACK = "ROLLBACK"
+    # Turned off because it does not fit the running app, and turned on again by the person
+    # although it does not: both recorded so the history says why an extension stopped.
+    DISABLE = "DISABLE"
+    ENABLE = "ENABLE"
 
     @property
     def verb(self) -> str:
@@ -55,6 +61,9 @@ _VERBS = {
     OperationKind.REINSTALL: "Reinstall",
     OperationKind.DOWNGRADE: "Downgrade",
     OperationKind.UNINSTALL: "Uninstall",
+    OperationKind.ROLLBACK: "Roll back",
+    OperationKind.DISABLE: "Turn off",
+    OperationKind.ENABLE: "Turn on",
 }
 _DONE = {
     OperationKind.INSTALL: "Installed",
@@ -62,6 +71,9 @@ _DONE = {
     OperationKind.REINSTALL: "Reinstalled",
     OperationKind.DOWNGRADE: "Downgraded",
     OperationKind.UNINSTALL: "Uninstalled",
+    OperationKind.ROLLBACK: "Rolled back",
+    OperationKind.DISABLE: "Turned off",
+    OperationKind.ENABLE: "Turned on",
 }
 _NOUNS = {
     OperationKind.INSTALL: "an install",
@@ -69,6 +81,9 @@ _NOUNS = {
     OperationKind.REINSTALL: "a reinstall",
     OperationKind.DOWNGRADE: "a downgrade",
     OperationKind.UNINSTALL: "an uninstall",
+    OperationKind.ROLLBACK: "a rollback",
+    OperationKind.DISABLE: "turning off",
+    OperationKind.ENABLE: "turning on",
 }
 _STATUS_WORDS = {
     OperationStatus.INSTALLING: "Installing",
