@@ -11,11 +11,20 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cli.invocation import command_prefix, runnable
+from cli import versions
+from cli.invocation import runnable
+from cli.output import (
+    ExitCode,
+    ask,
+    emit,
+    fail,
+    on_terminal,
+    operation_payload,
+    unconfirmed,
+)
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
 from registry.store import ConfigValue, OperationRecord, Registry
@@ -29,12 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    FAILURE = 1  # with one plain sentence on stderr
-    USAGE = 2
-
-
 RegistryHandler = Callable[[argparse.Namespace, Registry], "ExitCode"]
 FolderHandler = Callable[[argparse.Namespace, DataPaths], "ExitCode"]
 
@@ -46,37 +49,6 @@ class Command:
     # Most commands work on the open registry; a few must work when it cannot be opened.
     on_registry: RegistryHandler | None = None
     on_folder: FolderHandler | None = None
-
-
-def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else runnable(text))
-
-
-def fail(message: str) -> ExitCode:
-    print(f"extension-manager: {runnable(message)}", file=sys.stderr)
-    return ExitCode.FAILURE
-
-
-def _on_terminal() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _ask(question: str) -> bool:
-    """A yes/no question on the terminal; anything but yes (or end of input) is no."""
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
-def _unconfirmed(example: str) -> ExitCode:
-    print(
-        "extension-manager: nothing was changed. Confirm with --yes when not running on a "
-        f"terminal (for example: {command_prefix()} {example}).",
-        file=sys.stderr,
-    )
-    return ExitCode.USAGE
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -119,10 +91,6 @@ def status_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
 # -- installing ------------------------------------------------------------------------------
 
 
-def _operation_payload(record: OperationRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in OperationRecord.__slots__}
-
-
 def _operation_line(record: OperationRecord) -> str:
     what = record.extension_id or Path(record.archive_path).name or "?"
     status = status_words(record.status)
@@ -148,7 +116,7 @@ def _configure_install(sub: argparse.ArgumentParser) -> None:
 
 def _confirmed(plan: InstallPlan) -> bool:
     print("\n".join(plan.describe()), file=sys.stderr)
-    return _ask(f"{plan.kind.verb}?")
+    return ask(f"{plan.kind.verb}?")
 
 
 def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
@@ -156,9 +124,9 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     from cli.progress import run_with_progress
     from registry.installer import Installer, InstallOptions, InstallPlan
 
-    interactive = not args.yes and _on_terminal()
+    interactive = not args.yes and on_terminal()
     if not args.yes and not interactive:
-        return _unconfirmed("install --yes FILE.zip")
+        return unconfirmed("install --yes FILE.zip")
     installer = Installer(registry)
     options = InstallOptions(allow_reinstall=args.reinstall, allow_downgrade=args.downgrade)
     show_bar = not args.json and sys.stderr.isatty()
@@ -198,7 +166,7 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
                 reason = runnable(record.error or "")
                 print(f"extension-manager: {archive}: {reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps([_operation_payload(r) for r in results], indent=2))
+        print(json.dumps([operation_payload(r) for r in results], indent=2))
     succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
     return ExitCode.OK if succeeded else ExitCode.FAILURE
 
@@ -219,18 +187,18 @@ def uninstall_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     if installed is None:
         return fail(f"The extension '{args.extension_id}' is not installed.")
     if not args.yes:
-        if not _on_terminal():
-            return _unconfirmed(f"uninstall --yes {args.extension_id}")
+        if not on_terminal():
+            return unconfirmed(f"uninstall --yes {args.extension_id}")
         question = (
             f"Uninstall {installed.name} {installed.version}? Its files and settings are "
             "removed; its history is kept."
         )
-        if not _ask(question):
+        if not ask(question):
             return fail("Nothing was uninstalled.")
     record = Installer(registry).uninstall(args.extension_id)
     if record.status != OperationStatus.COMPLETED:
         return fail(record.error or "The uninstall failed.")
-    emit(args, _operation_payload(record), f"Uninstalled {args.extension_id}")
+    emit(args, operation_payload(record), f"Uninstalled {args.extension_id}")
     return ExitCode.OK
 
 
@@ -259,10 +227,32 @@ def list_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
 
 
 def _set_enabled(args: argparse.Namespace, registry: Registry, enabled: bool) -> ExitCode:
-    registry.set_enabled(args.extension_id, enabled)
+    from registry.compatibility import misfit
+    from registry.version import APP_VERSION
+
+    installed = registry.get_extension(args.extension_id)
+    needs = misfit(installed, APP_VERSION) if installed is not None and enabled else None
+    if needs is not None and not args.anyway:
+        return fail(
+            f"{args.extension_id} needs {needs}, and this is Extension Manager {APP_VERSION}. "
+            f"To turn it on anyway, run 'extension-manager enable --anyway {args.extension_id}'."
+        )
+    if needs is not None:
+        registry.override_compatibility(args.extension_id, APP_VERSION, f"it needs {needs}")
+    else:
+        registry.set_enabled(args.extension_id, enabled)
     state = "enabled" if enabled else "disabled"
     emit(args, {"id": args.extension_id, "enabled": enabled}, f"{args.extension_id} {state}")
     return ExitCode.OK
+
+
+def _configure_enable(sub: argparse.ArgumentParser) -> None:
+    _configure_extension_id(sub)
+    sub.add_argument(
+        "--anyway",
+        action="store_true",
+        help="turn it on even though it does not fit this app's version (recorded)",
+    )
 
 
 def enable_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
@@ -333,7 +323,7 @@ def installs_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     records = registry.list_operations(limit=args.limit)
     emit(
         args,
-        [_operation_payload(r) for r in records],
+        [operation_payload(r) for r in records],
         "\n".join(_operation_line(r) for r in records) or "No operations yet.",
     )
     return ExitCode.OK
@@ -466,9 +456,54 @@ COMMANDS: dict[str, Command] = {
         uninstall_command,
     ),
     "list": Command("list installed extensions", on_registry=list_command),
-    "enable": Command("enable an installed extension", _configure_extension_id, enable_command),
+    "enable": Command("enable an installed extension", _configure_enable, enable_command),
     "disable": Command("disable an installed extension", _configure_extension_id, disable_command),
     "config": Command("show or change an extension's settings", _configure_config, config_command),
+    "versions": Command(
+        "list an extension's kept versions (what a rollback can go back to)",
+        _configure_extension_id,
+        versions.versions_command,
+    ),
+    "rollback": Command(
+        "go back to a kept version, its files and its settings, and hold it there",
+        versions.configure_rollback,
+        versions.rollback_command,
+    ),
+    "hold": Command(
+        "offer no updates for an extension until it is released",
+        versions.configure_hold,
+        versions.hold_command,
+    ),
+    "release": Command(
+        "offer updates for a held extension again",
+        _configure_extension_id,
+        versions.release_command,
+    ),
+    "sources": Command(
+        "list, add or remove update sources (folders of zips, index.json over http(s) or file://)",
+        versions.configure_sources,
+        versions.sources_command,
+    ),
+    "updates": Command(
+        "show the updates the sources offer, and newer versions that do not fit this app",
+        on_registry=versions.updates_command,
+    ),
+    "update": Command(
+        "download and install updates from the sources",
+        versions.configure_update,
+        versions.update_command,
+    ),
+    "index": Command(
+        "write DIR/index.json so that a folder of zips can be published as an update source",
+        versions.configure_index,
+        on_folder=versions.index_command,
+    ),
+    "preferences": Command(
+        "show or change how many earlier versions are kept and whether sources are checked "
+        "at launch",
+        versions.configure_preferences,
+        versions.preferences_command,
+    ),
     "installs": _HISTORY,
     # "history" reads better to some; both names stay.
     "history": _HISTORY,

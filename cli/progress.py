@@ -61,8 +61,8 @@ def run_with_progress(
             record = registry.get_operation(install_id)
             # Follow resizes; a terminal that reports no size gets the usual 80 columns.
             bar.ncols = terminal_width()
-            bar.n = record.progress
-            bar.set_postfix_str(record.current_step, refresh=False)
+            bar.n = record.shown_progress
+            bar.set_postfix_str(record.shown_step, refresh=False)
             bar.refresh()
             if finished:
                 break

@@ -62,6 +62,7 @@ from registry.recovery import (
 )
 from registry.sizes import format_size
 from registry.store import (
+    DOWNLOAD_STEP,
     RECORDING_ROOM,
     ExtensionValues,
     OperationRecord,
@@ -75,6 +76,7 @@ from registry.vocabulary import OperationKind, OperationStatus
 if TYPE_CHECKING:
     from registry.archive import OpenArchive
     from registry.manifest import Manifest
+    from registry.sources import Offer
 
 # The archive reader and the manifest validator (zipfile, bz2, lzma, many regular expressions)
 # are imported by the operations that use them: the window imports this module at launch, and
@@ -92,6 +94,7 @@ PLAN_STEPS = (
     "Comparing with the installed version",
 )
 WAITING_STEP = "Waiting for confirmation"
+DOWNLOADED_ARCHIVE = "download.zip"
 STEP_PROGRESS = {
     "Checking the file again": 1,
     "Extracting files": 2,
@@ -304,6 +307,14 @@ class _ProgressWriter:
     def checkpoint(self, name: str) -> None:
         if self._on_step is not None:
             self._on_step(self.install_id, name)
+
+    def downloaded(self, received: int) -> None:
+        """Byte progress of a download, written like extraction's (throttled)."""
+        now = self._clock()
+        if now - self._last_write < 1 / PROGRESS_WRITES_PER_SECOND:
+            return
+        self.registry.update_operation(self.install_id, download_bytes=received)
+        self._last_write = now
 
     def extracted(self, written: int, total: int) -> None:
         share = written / total if total else 1.0
@@ -636,6 +647,83 @@ class Installer:
             validated=archive,
             identity=archive.identity(),
         )
+
+    # -- updates from a source -------------------------------------------------------------------
+
+    def begin_update(self, offer: Offer) -> int:
+        install_id = self.registry.create_operation(
+            offer.url, kind=OperationKind.UPGRADE, extension_id=offer.extension_id
+        )
+        self.registry.update_operation(
+            install_id,
+            origin_source=offer.source,
+            to_version=offer.version,
+            download_total=offer.size,
+            download_bytes=0,
+        )
+        return install_id
+
+    def plan_update(
+        self, install_id: int, offer: Offer, cancel: CancelToken | None = None
+    ) -> InstallPlan | OperationRecord:
+        """Download the offered zip into the operation's staging folder (its size and SHA-256
+        checked as it comes), then plan it like any file. Only an upgrade goes ahead: the
+        source's file must hold exactly the offered extension and version."""
+        from registry.sources import download
+
+        cancel = cancel or CancelToken()
+        progress = self._progress(install_id)
+        try:
+            self.claim(install_id, offer.extension_id)
+            staging = staging_dir_for(self.registry, install_id)
+            staging.mkdir(parents=True, exist_ok=True)
+            progress.step(DOWNLOAD_STEP, staging_dir=str(staging))
+            downloaded = staging / DOWNLOADED_ARCHIVE
+            download(offer, downloaded, progress.downloaded, lambda: cancel.cancelled)
+            self.registry.update_operation(install_id, download_bytes=offer.size)
+        except Exception as error:
+            self._fail(install_id, error, _Swap(), f"downloading {offer.extension_id}")
+            return self.registry.get_operation(install_id)
+        planned = self.plan(
+            install_id, downloaded, cancel, origin=offer.url, origin_source=offer.source
+        )
+        if not isinstance(planned, InstallPlan):
+            return planned
+        manifest = planned.manifest
+        if manifest.id != offer.extension_id or str(manifest.version) != offer.version:
+            refusal = (
+                f"The file at {offer.url} holds {manifest.id} {manifest.version}, not "
+                f"{offer.extension_id} {offer.version} as the source says. Nothing was changed; "
+                "tell the source's owner."
+            )
+        elif planned.kind != OperationKind.UPGRADE:
+            refusal = (
+                f"{manifest.name} {planned.installed_version} is installed, and {offer.version} "
+                "is not newer: an update never goes back. Nothing was changed."
+            )
+        else:
+            return planned
+        self._clean_staging(install_id)
+        return self.decline(install_id, refusal)
+
+    def update(
+        self,
+        offer: Offer,
+        *,
+        confirm: Confirm | None = None,
+        cancel: CancelToken | None = None,
+        install_id: int | None = None,
+    ) -> OperationRecord:
+        """Download, plan, confirm (``confirm`` None: unattended) and execute an update."""
+        if install_id is None:
+            install_id = self.begin_update(offer)
+        planned = self.plan_update(install_id, offer, cancel)
+        if not isinstance(planned, InstallPlan):
+            return planned
+        if confirm is not None and not confirm(planned):
+            self._clean_staging(install_id)
+            return self.decline(install_id)
+        return self.execute(planned, cancel)
 
     # -- rollback --------------------------------------------------------------------------------
 

@@ -26,3 +26,36 @@ def sizes_apart(size: int, limit: int) -> tuple[str, str]:
     if shown_size == shown_limit:
         return exact_size(size), exact_size(limit)
     return shown_size, shown_limit
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "gb": 1000**3,
+    "t": 1024**4,
+    "tib": 1024**4,
+    "tb": 1000**4,
+}
+
+
+def parse_size(text: str) -> int:
+    """ "500MiB", "1.5 GiB", "2G", "300000": a size as a person types it (binary units unless
+    the unit says kB/MB/GB). ValueError with the accepted forms otherwise."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    number = cleaned.rstrip("bBkKmMgGtTiI ")
+    unit = cleaned[len(number) :].strip().lower()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0:
+        raise ValueError("must be a size such as 500MiB, 2GiB or 300000 (bytes)")
+    return int(value * _UNITS[unit])

@@ -16,12 +16,14 @@ from migrations.runner import (
     DiskConditionError,
     expected_condition,
 )
+from registry import compatibility
 from registry.errors import RegistryError, RegistryNeedsRescueError
 from registry.lock import prepare_registry
 from registry.paths import DataPaths, disk_is_read_only, free_bytes
 from registry.recovery import recover_interrupted
 from registry.sizes import format_size
 from registry.store import LaunchReport, Registry
+from registry.version import APP_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +96,24 @@ def data_folder_error(error: OSError, paths: DataPaths) -> RegistryError:
 
 
 def open_data_folder(
-    paths: DataPaths, *, wait_seconds: float = 60.0, rescue_check: bool = True
+    paths: DataPaths,
+    *,
+    wait_seconds: float = 60.0,
+    rescue_check: bool = True,
+    app_version: str = APP_VERSION,
 ) -> Registry:
-    """Lock, migrate, open and recover. Raises ``UserFacingError`` subclasses for the person.
+    """Lock, migrate, open, recover and re-check compatibility when the app changed. Raises
+    ``UserFacingError`` subclasses for the person.
 
     ``rescue_check=False`` is for the rescue itself, which creates the new registry on purpose.
     """
     try:
-        return _open(paths, wait_seconds, rescue_check)
+        return _open(paths, wait_seconds, rescue_check, app_version)
     except OSError as error:
         raise data_folder_error(error, paths) from error
 
 
-def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> Registry:
+def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool, app_version: str) -> Registry:
     if rescue_check:
         problem = missing_registry_problem(paths)
         if problem is not None:
@@ -118,6 +125,7 @@ def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> Registry
     try:
         registry = Registry(paths, lock)
         recovery = recover_interrupted(registry)
+        turned_off = compatibility.summary(compatibility.recheck(registry, app_version))
     except RegistryError as error:
         lock.release()
         # Opening reads, and recovering writes: on a full or read-only disk either fails with
@@ -129,5 +137,7 @@ def _open(paths: DataPaths, wait_seconds: float, rescue_check: bool) -> Registry
     except BaseException:
         lock.release()
         raise
-    registry.launch = OpeningReport(migration, tuple(recovery.interrupted), migration.set_aside)
+    registry.launch = OpeningReport(
+        migration, tuple(recovery.interrupted), turned_off, migration.set_aside
+    )
     return registry

@@ -44,6 +44,7 @@ from registry.errors import (
 from registry.models import BoundModels, ExtensionInstall, bind_models
 from registry.paths import DataPaths
 from registry.reserve import keep_reserve, release_reserve
+from registry.sizes import format_size
 from registry.vocabulary import (
     ACTIVE_STATUSES,
     OperationKind,
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from registry.lock import RegistryLock
 
 ConfigValue = bool | int | float | str
+# The step an update's download is recorded under (its bytes in download_bytes/_total).
+DOWNLOAD_STEP = "Downloading"
 # For Help -> About: the SQLite library the registry runs on.
 SQLITE_VERSION = sqlite3.sqlite_version
 BUSY_TIMEOUT_MS = 15_000
@@ -113,6 +116,25 @@ class OperationRecord:
     def change(self) -> str:
         """'Upgrade 1.0.0 → 1.1.0' and friends, from what the record knows so far."""
         return change_text(self.kind, self.from_version, self.to_version)
+
+    @property
+    def downloading(self) -> bool:
+        return self.active and self.current_step == DOWNLOAD_STEP and bool(self.download_total)
+
+    @property
+    def shown_progress(self) -> int:
+        """What a bar shows: the download's share while downloading, else the progress."""
+        if self.downloading and self.download_total:
+            return min(100, (self.download_bytes or 0) * 100 // self.download_total)
+        return self.progress
+
+    @property
+    def shown_step(self) -> str:
+        """The step in words: 'Downloading 1.5 MiB of 3.0 MiB' while downloading."""
+        if self.downloading:
+            done = format_size(self.download_bytes or 0)
+            return f"{DOWNLOAD_STEP} {done} of {format_size(self.download_total or 0)}"
+        return self.current_step
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +255,8 @@ class LaunchReport:
 
     migration: MigrationReport | None = None
     interrupted: tuple[InterruptedOperation, ...] = ()
+    # Extensions turned off because the app's version changed: one summary sentence.
+    turned_off: str | None = None
 
     def messages(self) -> list[str]:
         lines = []
@@ -248,6 +272,8 @@ class LaunchReport:
             lines.append(
                 f"{noun[0].upper()}{noun[1:]} of {operation.what} was interrupted and rolled back."
             )
+        if self.turned_off is not None:
+            lines.append(self.turned_off)
         return lines
 
 
