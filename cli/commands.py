@@ -338,18 +338,27 @@ def _configure_doctor(sub: argparse.ArgumentParser) -> None:
 
 def doctor_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     from registry.doctor import diagnose, repair
+    from registry.versions import reclaimable
 
     repaired = repair(registry) if args.repair else []
     findings = diagnose(registry)
+    kept = reclaimable(registry)
     payload = {
         "healthy": not findings,
         "repaired": repaired,
+        "kept_archives": {
+            "bytes": kept.kept_bytes,
+            "reclaimable_bytes": kept.reclaimable_bytes,
+            "beyond_preferences": kept.beyond_preferences,
+            "unreferenced_files": [str(path) for path in kept.unreferenced],
+        },
         "findings": [
             {"problem": f.problem, "advice": f.advice, "repairable": f.repairable} for f in findings
         ],
     }
     lines = [f"Repaired: {line}" for line in repaired]
     lines += [f"Problem: {f.problem}\n  {f.advice}" for f in findings]
+    lines += kept.lines()
     lines.append(
         "Healthy: the registry and the files on disk agree."
         if not findings

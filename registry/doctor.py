@@ -22,7 +22,9 @@ from registry.installer import extension_values
 from registry.limits import DEFAULT_LIMITS
 from registry.manifest import Manifest, SemVer, parse_manifest
 from registry.recovery import operation_number, recover_interrupted
+from registry.sizes import format_size
 from registry.store import ExtensionRecord, OperationRecord, Registry
+from registry.versions import missing_archives, prune, unreferenced_archives
 from registry.vocabulary import OperationKind, kind_of
 
 
@@ -204,6 +206,8 @@ def diagnose(registry: Registry) -> list[Finding]:
             )
         )
 
+    findings.extend(_missing_archive_findings(registry))
+
     active = _active_operation_ids(registry)
     for folder in (paths.staging, paths.trash):
         if not folder.is_dir():
@@ -229,6 +233,45 @@ def diagnose(registry: Registry) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _missing_archive_findings(registry: Registry) -> list[Finding]:
+    return [
+        Finding(
+            f"The kept archive of {version.extension_id} {version.version} "
+            f"({registry.paths.kept_archive(version.archive_sha256)}) is missing, so it cannot "
+            "be rolled back to.",
+            "Repair forgets it, so that no rollback to it is offered; install that version "
+            "from its .zip file if you need it again.",
+            repairable=True,
+        )
+        for version in missing_archives(registry)
+    ]
+
+
+def _repair_kept_archives(registry: Registry) -> list[str]:
+    """Forget kept versions whose archive is gone, drop what the preferences no longer keep,
+    and remove archive files nothing refers to (only while no operation runs: a running
+    install puts its archive in place just before its commit)."""
+    done: list[str] = []
+    missing = missing_archives(registry)
+    if missing:
+        registry.forget_kept_versions(missing)
+        done.extend(
+            f"Forgot the missing kept archive of {v.extension_id} {v.version}." for v in missing
+        )
+    retention = prune(registry)
+    if retention.dropped:
+        done.append(
+            f"Dropped {len(retention.dropped)} kept version(s) beyond what the preferences "
+            f"keep ({format_size(retention.freed_bytes)})."
+        )
+    if not _active_operation_ids(registry):
+        for path in unreferenced_archives(registry):
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            done.append(f"Removed {path}, an archive nothing refers to ({format_size(size)}).")
+    return done
 
 
 def _change_kind(registered: str, on_disk: SemVer) -> OperationKind:
@@ -276,6 +319,7 @@ def repair(registry: Registry) -> list[str]:
     done.extend(f"Put back the previous version of {e}." for e in recovery.restored_extensions)
     done.extend(f"Removed leftover {p}." for p in recovery.removed_paths)
     done.extend(_record_versions_on_disk(registry))
+    done.extend(_repair_kept_archives(registry))
 
     busy = _busy_extensions(registry)
     extensions_dir = registry.paths.extensions

@@ -129,7 +129,26 @@ def recover_interrupted(registry: Registry, *, repairing: bool = False) -> Recov
         if not registry.owner_is_running(operation, repairing=repairing):
             recover_operation(registry, operation, report)
     _empty_finished(registry, report)
+    if report.failed_operations:
+        _remove_unreferenced_archives(registry, report)
     return report
+
+
+def _remove_unreferenced_archives(registry: Registry, report: RecoveryReport) -> None:
+    """An operation interrupted after its archive was put in ``archives/`` but before its
+    commit leaves a file no kept version refers to. Only while nothing else runs: a running
+    install puts its archive in place just before its own commit."""
+    from registry.versions import unreferenced_archives
+
+    if registry.list_operations(active_only=True, limit=1):
+        return
+    for path in unreferenced_archives(registry):
+        try:
+            path.unlink()
+        except OSError:
+            log.warning("could not remove %s; the doctor reports it", path, exc_info=True)
+            continue
+        report.removed_paths.append(path)
 
 
 def recover_operation(

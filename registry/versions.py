@@ -189,16 +189,33 @@ def describe_age(moment: str, now: datetime | None = None) -> str:
     return f"on {then.date().isoformat()}"
 
 
-def usage_lines(registry: Registry) -> list[str]:
-    """What the kept archives use and what could be reclaimed, for the doctor."""
+@dataclass(frozen=True, slots=True)
+class Reclaimable:
+    """What the kept archives use, and what ``doctor --repair`` could free."""
+
+    kept_bytes: int
+    beyond_preferences: int  # kept versions the preferences no longer keep
+    unreferenced: tuple[Path, ...]  # archive files no kept version refers to
+    reclaimable_bytes: int
+
+    def lines(self) -> list[str]:
+        lines = [f"Kept archives use {format_size(self.kept_bytes)}."]
+        if self.reclaimable_bytes or self.beyond_preferences or self.unreferenced:
+            lines.append(
+                f"{format_size(self.reclaimable_bytes)} could be reclaimed with 'extension-manager "
+                f"doctor --repair': {self.beyond_preferences} version(s) beyond what the "
+                f"preferences keep, {len(self.unreferenced)} archive file(s) nothing refers to."
+            )
+        return lines
+
+
+def reclaimable(registry: Registry) -> Reclaimable:
     retention = over_retention(registry)
     stray = unreferenced_archives(registry)
-    stray_bytes = sum(path.stat().st_size for path in stray)
-    lines = [f"Kept archives use {format_size(kept_bytes(registry))}."]
-    if retention.dropped or stray:
-        lines.append(
-            f"{format_size(retention.freed_bytes + stray_bytes)} could be reclaimed: "
-            f"{len(retention.dropped)} version(s) beyond what the preferences keep, "
-            f"{len(stray)} archive file(s) nothing refers to."
-        )
-    return lines
+    stray_bytes = sum(path.stat().st_size for path in stray if path.exists())
+    return Reclaimable(
+        kept_bytes=kept_bytes(registry),
+        beyond_preferences=len(retention.dropped),
+        unreferenced=tuple(stray),
+        reclaimable_bytes=retention.freed_bytes + stray_bytes,
+    )

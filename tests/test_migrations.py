@@ -693,6 +693,45 @@ def test_upgrade_from_v2_gives_cancelled_operations_their_own_status(v2_paths: D
         assert registry.get_operation(install_id).status == "CANCELLED"
 
 
+def test_upgrade_from_v3_keeps_everything_and_adds_versions_over_time(paths: DataPaths) -> None:
+    paths.root.mkdir(parents=True)
+    shutil.copyfile(FIXTURES / "registry-v3.db", paths.database)
+    before = query(paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
+    extensions_before = query(paths.database, "SELECT * FROM extensions ORDER BY id")
+    with open_data_folder(paths) as registry:
+        report = registry.launch.migration
+        assert report is not None and (report.from_version, report.to_version) == (3, 4)
+        after = query(paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
+        assert [row[: len(before[0])] for row in after] == before
+        extensions_after = query(paths.database, "SELECT * FROM extensions ORDER BY id")
+        assert [row[: len(extensions_before[0])] for row in extensions_after] == extensions_before
+        # Where each installed version came from: the archive of its last completed change.
+        hello = registry.get_extension("example.hello-world")
+        words = registry.get_extension("example.word-count")
+        assert hello is not None and words is not None
+        assert (hello.origin, hello.origin_source, hello.held) == (
+            "/home/u/hw-1.1.0.zip",
+            None,
+            False,
+        )
+        assert words.origin == "/home/u/wc-1.2.0.zip" and not words.enabled
+        assert registry.get_config("example.hello-world")["greeting"] == "v3"
+        # Nothing was kept before schema 4: a rollback says so instead of failing obscurely.
+        assert registry.list_kept_versions() == []
+        from registry.installer import Installer
+
+        record = Installer(registry).rollback("example.hello-world")
+        assert record.status == OperationStatus.FAILED
+        assert record.error is not None and "no earlier version kept" in record.error
+        # The new kinds are allowed, and the CHECK constraint still refuses others.
+        assert registry.get_operation(record.install_id).kind == "ROLLBACK"
+        with pytest.raises(peewee.IntegrityError, match="CHECK"):
+            registry.database.execute_sql("UPDATE extension_installs SET kind = 'BOGUS'")
+        registry.hold("example.hello-world", "testing")
+        assert registry.get_extension("example.hello-world").held  # type: ignore[union-attr]
+        assert registry.list_sources() == [] and registry.preferences().keep_versions == 2
+
+
 # -- room for an upgrade: checked first, partial files never left, backups not piled up ----------
 
 
