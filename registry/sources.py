@@ -16,6 +16,7 @@ enabling, uninstalling and rolling back never wait on a source.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -25,11 +26,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from registry.durable import flush_folder
 from registry.errors import InstallCancelledError, InstallRefusedError, UserFacingError
@@ -54,7 +56,7 @@ INDEX_FORMAT = 1
 # A source that does not answer within this many seconds is reported as unreachable.
 TIMEOUT_SECONDS = 10.0
 MAX_INDEX_BYTES = 16 * 1024 * 1024
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 1024 * 1024
 USER_AGENT = f"ExtensionManager/{APP_VERSION}"
 
 
@@ -443,8 +445,19 @@ def download(
     digest = hashlib.sha256()
     written = 0
     source = _read_offered(offer)
-    try:
-        with destination.open("xb") as out:
+
+    def keep(chunk: bytes, out: BinaryIO) -> None:
+        digest.update(chunk)
+        out.write(chunk)
+
+    # The next chunk is received while the last one is hashed and written on another thread
+    # (both release the GIL), so the check costs little more than the transfer itself.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="download") as keeper,
+        destination.open("xb") as out,
+    ):
+        pending: Future[None] | None = None
+        try:
             while True:
                 if should_cancel():
                     raise InstallCancelledError()
@@ -455,19 +468,24 @@ def download(
                         f"The download of {offer.extension_id} {offer.version} from "
                         f"{offer.url} stopped ({error}). Nothing was changed; try again."
                     ) from error
+                if pending is not None:
+                    pending.result()
+                    pending = None
                 if not chunk:
                     break
                 written += len(chunk)
                 if written > offer.size:
                     raise _not_as_described(offer, f"it is larger than {offer.size:,} bytes")
-                digest.update(chunk)
-                out.write(chunk)
+                pending = keeper.submit(keep, chunk, out)
                 on_bytes(written)
-            out.flush()
-            os.fsync(out.fileno())
-    finally:
-        source.close()
-    flush_folder(destination.parent)
+        finally:
+            # The file is closed only once the last chunk is written (or its write failed).
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    pending.result()
+            source.close()
+    # Not flushed: the download lives in the operation's staging folder, which a crash throws
+    # away; what is installed from it (its files, the kept copy) is flushed as it is written.
     if written != offer.size:
         raise _not_as_described(offer, f"it is {written:,} bytes, not {offer.size:,}")
     if digest.hexdigest() != offer.sha256:
