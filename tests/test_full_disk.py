@@ -53,11 +53,12 @@ def extension_zip(path: Path, version: str, size: int = 1024 * 1024) -> Path:
 def fill_disk(folder: Path, leave: int = 0) -> Path:
     """Write a file in ``folder`` until the disk has ``leave`` bytes free, as any program may."""
     filler = folder / f"filler-{len(list(folder.glob('filler-*')))}"
-    with filler.open("wb") as fh:
+    # Unbuffered: a write the full disk refuses is not retried when the file is closed (the
+    # install may be writing at the same time, so the disk can fill between two checks).
+    with filler.open("wb", buffering=0) as fh:
         try:
             while os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize > leave:
                 fh.write(b"\0" * min(65536, max(4096, leave or 65536)))
-                fh.flush()
         except OSError:
             pass  # ENOSPC: full
     return filler
