@@ -56,6 +56,8 @@ def _plan_then_execute(
     if not args.yes:
         print("\n".join([*planned.describe(), *notes]), file=sys.stderr)
         if not ask(f"{planned.kind.verb}?"):
+            # An update's download goes with the operation the person declined.
+            _remove_staging(registry, install_id)
             return installer.decline(install_id)
     record: OperationRecord = _run_operation(
         registry,
@@ -65,6 +67,14 @@ def _plan_then_execute(
         args,
     )
     return record
+
+
+def _remove_staging(registry: Registry, install_id: int) -> None:
+    import shutil
+
+    from registry.recovery import staging_dir_for
+
+    shutil.rmtree(staging_dir_for(registry, install_id), ignore_errors=True)
 
 
 def _report(args: argparse.Namespace, records: list[OperationRecord]) -> ExitCode:
@@ -256,6 +266,7 @@ def _update_payload(item: ExtensionUpdates) -> dict[str, Any]:
         "available": None if item.offer is None else _offer_payload(item.offer),
         "blocked": [{**_offer_payload(o), "reason": reason} for o, reason in item.blocked],
         "held": item.held,
+        "withheld": None if item.withheld is None else item.withheld.version,
         "note": item.origin_note,
     }
 
@@ -266,6 +277,8 @@ def _update_lines(item: ExtensionUpdates, complete: bool = True) -> list[str]:
         head += f"{item.offer.version} available"
     elif item.held is not None and item.status == "held":
         head += f"held ({item.held}); nothing is offered until you release it"
+        if item.withheld is not None:
+            head += f" ({item.withheld.version} is available)"
     elif complete:
         head += "up to date"
     else:
@@ -282,6 +295,10 @@ def _report_problems(report: UpdateReport) -> None:
         print(f"extension-manager: {runnable(problem)}", file=sys.stderr)
 
 
+def _none_answered(registry: Registry, report: UpdateReport) -> bool:
+    return bool(report.problems) and len(report.problems) >= len(registry.list_sources())
+
+
 def updates_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     from registry.sources import check_updates
 
@@ -291,14 +308,16 @@ def updates_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
             "'extension-manager sources add ~/extensions'."
         )
     report = check_updates(registry)
+    # Each source that could not be read is one line on stderr, which is all there is to say
+    # when none could be.
     _report_problems(report)
     payload = {
         "extensions": [_update_payload(item) for item in report.extensions],
         "problems": list(report.problems),
     }
-    unreachable = len(report.problems) == len(registry.list_sources())
+    unreachable = _none_answered(registry, report)
     if unreachable and not args.json:
-        return fail("No update source could be read, so nothing is known about updates.")
+        return ExitCode.FAILURE
     complete = not report.problems
     lines = [line for item in report.extensions for line in _update_lines(item, complete)]
     emit(args, payload, "\n".join(lines) or "No extensions installed.")
@@ -314,8 +333,16 @@ def update_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     refused = _needs_confirmation(args, "update --yes --all")
     if refused is not None:
         return refused
+    if not registry.list_sources():
+        return fail(
+            "There are no update sources. Add a folder of zips or an index first, for example "
+            "'extension-manager sources add ~/extensions'."
+        )
     report = check_updates(registry)
     _report_problems(report)
+    if _none_answered(registry, report):
+        return ExitCode.FAILURE  # nothing is known about updates: said above, source by source
+    complete = not report.problems
     wanted: list[tuple[str, ExtensionUpdates | None]] = (
         [(item.extension_id, item) for item in report.extensions if item.offer is not None]
         if args.all
@@ -333,7 +360,10 @@ def update_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
             continue
         if item.offer is None:
             failed = failed or item.status == "held"
-            print(_update_lines(item)[0], file=sys.stderr if item.status == "held" else sys.stdout)
+            print(
+                _update_lines(item, complete)[0],
+                file=sys.stderr if item.status == "held" else sys.stdout,
+            )
             continue
         offer = item.offer
         installer = Installer(registry)
@@ -355,7 +385,11 @@ def update_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
         return ExitCode.FAILURE if failed else ExitCode.OK
     if not records:
         if not args.json:
-            print("Everything is up to date.")
+            print(
+                "Everything is up to date."
+                if complete
+                else "Nothing to update in the sources that answered."
+            )
         return ExitCode.OK
     code = _report(args, records)
     return ExitCode.FAILURE if failed else code

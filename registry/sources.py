@@ -98,10 +98,11 @@ class ExtensionUpdates:
     blocked: tuple[tuple[Offer, str], ...] = ()  # newer, but not for this app: with why
     held: str | None = None  # the hold's reason: no update is offered while it is held
     origin_note: str | None = None  # said when the update would replace a hand-installed zip
+    withheld: Offer | None = None  # what would be offered if it were not held
 
     @property
     def status(self) -> str:
-        if self.held is not None and (self.offer is not None or self.blocked):
+        if self.held is not None and (self.withheld is not None or self.blocked):
             return "held"
         if self.offer is not None:
             return "update"
@@ -401,8 +402,9 @@ def decide(
                 installed_version=extension.version,
                 offer=None if extension.held else best,
                 blocked=_one_per_version(blocked),
-                held=extension.hold_reason or "held" if extension.held else None,
+                held=(extension.hold_reason or "held") if extension.held else None,
                 origin_note=None if extension.held else _origin_note(extension, best),
+                withheld=best if extension.held else None,
             )
         )
     return UpdateReport(tuple(results), problems)
@@ -486,12 +488,30 @@ def download(
             source.close()
     # Not flushed: the download lives in the operation's staging folder, which a crash throws
     # away; what is installed from it (its files, the kept copy) is flushed as it is written.
+    declared = _declared_length(source)
+    if declared is not None and written < declared:
+        # The server said how much it would send and sent less: the transfer was cut short,
+        # which says nothing about the file itself.
+        raise SourceError(
+            f"The download of {offer.extension_id} {offer.version} from {offer.url} stopped "
+            f"after {written:,} of {declared:,} bytes. Nothing was changed; try again."
+        )
     if written != offer.size:
         raise _not_as_described(offer, f"it is {written:,} bytes, not {offer.size:,}")
     if digest.hexdigest() != offer.sha256:
         raise _not_as_described(
             offer, f"its SHA-256 is {digest.hexdigest()}, the source says {offer.sha256}"
         )
+
+
+def _declared_length(response: Any) -> int | None:
+    """The Content-Length a server (or a file:// response) announced, if any."""
+    headers = getattr(response, "headers", None)
+    text = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _read_offered(offer: Offer) -> Any:
