@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,15 +67,20 @@ def over_retention(registry: Registry) -> Retention:
         kept.extend(versions[: preferences.keep_versions])
         dropped.extend(versions[preferences.keep_versions :])
     # Within the size cap, newest first; an archive shared by two kept versions counts once.
+    # The oldest go first: once one does not fit, nothing older stays (a smaller, older one
+    # that would still fit is not kept in place of a newer one).
     counted: set[str] = set(installed.values())
     used = 0
+    full = False
     for version in sorted(kept, key=_last_used, reverse=True):
-        if version.archive_sha256 not in counted:
-            if used + version.archive_size > preferences.keep_bytes:
-                dropped.append(version)
-                continue
-            counted.add(version.archive_sha256)
-            used += version.archive_size
+        if version.archive_sha256 in counted:
+            continue
+        if full or used + version.archive_size > preferences.keep_bytes:
+            full = True
+            dropped.append(version)
+            continue
+        counted.add(version.archive_sha256)
+        used += version.archive_size
     still_used = {v.archive_sha256 for v in kept if v not in dropped} | set(installed.values())
     freed = {
         v.archive_sha256: v.archive_size for v in dropped if v.archive_sha256 not in still_used
@@ -146,11 +152,16 @@ def rollback_target(
         if v.archive_sha256 != installed.archive_sha256
     ]
     earlier.sort(key=_last_used, reverse=True)
+    earlier_all = list(earlier)
     if to_version is not None:
         earlier = [v for v in earlier if v.version == to_version]
+        if not earlier and to_version == installed.version:
+            raise InstallRefusedError(
+                f"{installed.name} {to_version} is the installed version, so there is nothing "
+                "to roll back. Nothing was changed."
+            )
         if not earlier:
-            kept = sorted({v.version for v in registry.list_kept_versions(extension_id)})
-            choices = ", ".join(v for v in kept if v != installed.version) or "none"
+            choices = ", ".join(_in_version_order({v.version for v in earlier_all})) or "none"
             raise InstallRefusedError(
                 f"No archive of {installed.name} {to_version} is kept, so it cannot be rolled "
                 f"back to. Kept earlier versions: {choices}. Install {to_version} from its zip "
@@ -170,6 +181,21 @@ def rollback_target(
             "its zip file instead."
         )
     return target
+
+
+def _in_version_order(versions: Iterable[str]) -> list[str]:
+    """Versions in version order (1.2.0 before 1.10.0); any that is not a semantic version
+    after them, as text."""
+    from registry.manifest import SemVer
+
+    semantic: list[tuple[SemVer, str]] = []
+    other: list[str] = []
+    for version in versions:
+        try:
+            semantic.append((SemVer.parse(version), version))
+        except ValueError:
+            other.append(version)
+    return [text for _, text in sorted(semantic, key=lambda pair: pair[0])] + sorted(other)
 
 
 def describe_age(moment: str, now: datetime | None = None) -> str:
