@@ -19,15 +19,34 @@ from gui import colors
 from gui.table_model import Index, RecordTableModel
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
-from registry.vocabulary import OperationStatus, status_words
+from registry.vocabulary import OperationKind, OperationStatus, change_text, kind_of, status_words
 
 log = logging.getLogger(__name__)
 NameOf = Callable[[str], str | None]
 
 
-COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Error")
-TIME, FILE, EXTENSION, CHANGE, STATUS, ERROR = range(len(COLUMNS))
+# The last column holds why an operation failed, or the note of one that changed an extension
+# without a file (turned off because it does not fit the app, turned on anyway).
+COLUMNS = ("Time", "File", "Extension", "Change", "Status", "Details")
+TIME, FILE, EXTENSION, CHANGE, STATUS, DETAILS = range(len(COLUMNS))
 PAGE_SIZE = 500
+# A rollback installs the kept copy (archives/<sha256>.zip): its name says nothing to a person.
+KEPT_COPY = "Kept copy"
+
+
+def change_words(record: OperationRecord) -> str:
+    """ "Upgrade 1.0.0 → 1.1.0"; "Turn off 1.0.0" where the version stays what it was."""
+    if record.from_version == record.to_version:
+        return change_text(record.kind, None, record.to_version)
+    return record.change
+
+
+def file_words(record: OperationRecord) -> str:
+    if not record.archive_path:
+        return ""
+    if kind_of(record.kind) == OperationKind.ROLLBACK:
+        return KEPT_COPY
+    return Path(record.archive_path).name
 
 
 class ActivityModel(RecordTableModel):
@@ -97,7 +116,7 @@ class ActivityModel(RecordTableModel):
             if column == FILE:
                 if role == Qt.ItemDataRole.ToolTipRole:
                     return record.archive_path or None
-                return Path(record.archive_path).name if record.archive_path else ""
+                return file_words(record)
             if column == EXTENSION:
                 # Its name while it is installed; an uninstalled one is known by its id.
                 extension_id = record.extension_id or ""
@@ -105,10 +124,10 @@ class ActivityModel(RecordTableModel):
                     return extension_id or None
                 return self.name_of(extension_id) or extension_id
             if column == CHANGE:
-                return record.change
+                return change_words(record)
             if column == STATUS:
                 return status_words(record.status)
-            if column == ERROR:
+            if column == DETAILS:
                 return record.error or ""
         if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
             palette = QGuiApplication.palette()
@@ -125,7 +144,7 @@ class ActivityView(QTableView):
     def __init__(self, registry: Registry, name_of: NameOf, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("activityView")
-        self.setAccessibleName("Activity: every install, upgrade and uninstall")
+        self.setAccessibleName("Activity: every install, update, rollback and uninstall")
         self.activity_model = ActivityModel(registry, name_of)
         self.setModel(self.activity_model)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -142,7 +161,7 @@ class ActivityView(QTableView):
             (TIME, "2026-12-31 23:59:59"),
             (FILE, "an-extension-1.10.2.zip"),
             (EXTENSION, "An Extension Name"),
-            (CHANGE, "Upgrade 10.1.0 → 10.2.0"),
+            (CHANGE, "Roll back 10.1.0 → 10.2.0"),
             (STATUS, "Uninstalling"),
         ):
             self.setColumnWidth(column, metrics.horizontalAdvance(sample) + 24)

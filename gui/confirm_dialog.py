@@ -8,7 +8,7 @@ person. Tests that are about something else replace ``ConfirmDialog.ask``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from html import escape
 
 from PySide6.QtCore import Qt
@@ -30,7 +30,9 @@ def _label(text: str, *, rich: bool = False) -> QLabel:
 
 
 class ConfirmDialog(QDialog):
-    def __init__(self, plan: InstallPlan, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, plan: InstallPlan, parent: QWidget | None = None, notes: Sequence[str] = ()
+    ) -> None:
         super().__init__(parent)
         self.plan = plan
         manifest = plan.manifest
@@ -52,6 +54,16 @@ class ConfirmDialog(QDialog):
         self.change_label.setFont(change_font)
         if plan.kind == OperationKind.DOWNGRADE:
             self.change_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
+        # What else the person should know before saying yes: that an update replaces a zip
+        # installed by hand, that a rollback holds the extension afterwards.
+        if plan.kind == OperationKind.ROLLBACK:
+            notes = [
+                *notes,
+                "Afterwards it is held: no update is offered for it until you release it.",
+            ]
+        self.notes_label = _label("\n".join(notes))
+        self.notes_label.setObjectName("confirmNotes")
+        self.notes_label.setVisible(bool(notes))
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -83,7 +95,13 @@ class ConfirmDialog(QDialog):
         form.addRow(
             "Contents:", _label(f"{plan.file_count} files, {format_size(plan.total_bytes)}")
         )
-        form.addRow("File:", _label(str(plan.archive_path)))
+        if plan.kind == OperationKind.ROLLBACK:
+            kept_from = plan.origin or "the file it was installed from"
+            form.addRow("File:", _label(f"The copy kept of {kept_from}"))
+        else:
+            form.addRow("File:", _label(plan.origin or str(plan.archive_path)))
+        if plan.origin_source:
+            form.addRow("Source:", _label(plan.origin_source))
 
         self.buttons = QDialogButtonBox()
         self.accept_button = self.buttons.addButton(verb, QDialogButtonBox.ButtonRole.AcceptRole)
@@ -105,6 +123,7 @@ class ConfirmDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(heading)
         layout.addWidget(self.change_label)
+        layout.addWidget(self.notes_label)
         layout.addLayout(form)
         layout.addWidget(self.buttons)
 
@@ -114,11 +133,16 @@ class ConfirmDialog(QDialog):
 
     @classmethod
     def ask(
-        cls, parent: QWidget | None, plan: InstallPlan, on_answer: Callable[[bool], None]
+        cls,
+        parent: QWidget | None,
+        plan: InstallPlan,
+        on_answer: Callable[[bool], None],
+        *notes: str,
     ) -> ConfirmDialog | None:
         """Show the plan window-modal and return at once; ``on_answer(True)`` means go ahead.
-        Closing the dialog in any way other than the accept button is a no."""
-        dialog = cls(plan, parent)
+        Closing the dialog in any way other than the accept button is a no. ``notes`` are
+        said under the change, in plain sentences."""
+        dialog = cls(plan, parent, notes)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.finished.connect(
             lambda result: on_answer(result == QDialog.DialogCode.Accepted.value)

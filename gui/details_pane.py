@@ -11,14 +11,13 @@ from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QResizeEvent
+from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -26,8 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from gui import colors
+from gui.labels import ElidedValue, value_label
+from gui.version_details import VersionFacts, VersionsSection
+from registry.compatibility import misfit
 from registry.permissions import PERMISSIONS
 from registry.store import ExtensionRecord
+from registry.version import APP_VERSION
 
 NO_SELECTION_TEXT = "Select an extension to see its details."
 # A README or licence larger than this is not shown (it is still in the extension's folder).
@@ -89,50 +92,14 @@ def _read_text(path: Path) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-class ElidedValue(QLabel):
-    """A path or a hash, which has no place to wrap: shortened with "…" where it does not fit
-    (in the middle for paths, which differ at both ends), never cut through a character. The
-    whole value is the tooltip, and "Copy" in the context menu copies all of it."""
-
-    def __init__(self, name: str, mode: Qt.TextElideMode) -> None:
-        super().__init__()
-        self.setObjectName(name)
-        self.setAccessibleName(name)
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._mode = mode
-        self._full: str = ""
-        self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        copy = QAction("Copy", self)
-        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(self._full))
-        self.addAction(copy)
-
-    def full_text(self) -> str:
-        return self._full
-
-    def set_value(self, text: str) -> None:
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(self._full, self._mode, max(self.width(), 1))
-        if shown != self.text():
-            self.setText(shown)
-
-
-def _value_label(name: str) -> QLabel:
-    label = QLabel()
-    label.setObjectName(name)
-    label.setWordWrap(True)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    label.setAccessibleName(name)
-    return label
+def state_words(record: ExtensionRecord) -> list[str]:
+    """ "Enabled", and what it needs when it does not fit this app."""
+    needs = misfit(record, APP_VERSION)
+    if needs is None:
+        return ["Enabled" if record.enabled else "Disabled"]
+    if record.enabled:
+        return ["Enabled", f"turned on although it needs {needs}"]
+    return ["Disabled", f"needs {needs}"]
 
 
 class DetailsPane(QWidget):
@@ -140,6 +107,9 @@ class DetailsPane(QWidget):
     uninstall_requested = Signal(str)
     configure_requested = Signal(str)
     open_folder_requested = Signal(str)
+    update_requested = Signal(str)
+    rollback_requested = Signal(str)
+    hold_requested = Signal(str, bool)  # True: hold, False: release
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -166,21 +136,21 @@ class DetailsPane(QWidget):
         heading.addWidget(self.icon_label, 0, Qt.AlignmentFlag.AlignTop)
         heading.addLayout(heading_text, 1)
 
-        self.description_label = _value_label("Description")
-        self.version_label = _value_label("Version")
-        self.author_label = _value_label("Author")
-        self.license_label = _value_label("Licence")
+        self.description_label = value_label("Description")
+        self.version_label = value_label("Version")
+        self.author_label = value_label("Author")
+        self.license_label = value_label("Licence")
         self.homepage_label = QLabel()
         self.homepage_label.setObjectName("Homepage")
         self.homepage_label.setAccessibleName("Homepage")
         self.homepage_label.setTextFormat(Qt.TextFormat.RichText)
         self.homepage_label.setOpenExternalLinks(True)
         self.homepage_label.setWordWrap(True)
-        self.capabilities_label = _value_label("Capabilities")
-        self.permissions_label = _value_label("Permissions")
+        self.capabilities_label = value_label("Capabilities")
+        self.permissions_label = value_label("Permissions")
         self.path_label = ElidedValue("Install folder", Qt.TextElideMode.ElideMiddle)
         self.sha_label = ElidedValue("Archive SHA-256", Qt.TextElideMode.ElideRight)
-        self.installed_label = _value_label("Installed")
+        self.installed_label = value_label("Installed")
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -220,6 +190,11 @@ class DetailsPane(QWidget):
         content_layout.addLayout(heading)
         content_layout.addWidget(self.description_label)
         content_layout.addLayout(form)
+        self.versions = VersionsSection()
+        self.versions.update_clicked.connect(self._update)
+        self.versions.rollback_clicked.connect(self._roll_back)
+        self.versions.hold_clicked.connect(self._hold)
+        content_layout.addWidget(self.versions)
         self.readme_view = ReadmeView()
         content_layout.addWidget(self.readme_view, 1)
         scroll = QScrollArea()
@@ -250,7 +225,13 @@ class DetailsPane(QWidget):
         layout.addWidget(self.stack)
         self.show_record(None)
 
-    def show_record(self, record: ExtensionRecord | None, icon: QIcon | None = None) -> None:
+    def show_record(
+        self,
+        record: ExtensionRecord | None,
+        icon: QIcon | None = None,
+        facts: VersionFacts | None = None,
+    ) -> None:
+        """``facts``: its versions, which the window reads (without them that part is hidden)."""
         self.record = record
         if record is None:
             self.stack.setCurrentWidget(self.placeholder)
@@ -258,7 +239,7 @@ class DetailsPane(QWidget):
         self.stack.setCurrentWidget(self._details)
         self.icon_label.setPixmap(icon.pixmap(48, 48) if icon is not None else QIcon().pixmap(48))
         self.name_label.setText(record.name)
-        self.state_label.setText(f"{record.id} · {'Enabled' if record.enabled else 'Disabled'}")
+        self.state_label.setText(" · ".join([record.id, *state_words(record)]))
         self.description_label.setText(record.description or "No description.")
         self.version_label.setText(record.version)
         self.author_label.setText(record.author or "Not given")
@@ -285,6 +266,9 @@ class DetailsPane(QWidget):
         self.path_label.set_value(record.install_path)
         self.sha_label.set_value(record.archive_sha256)
         self.readme_view.show_readme(Path(record.install_path))
+        if facts is not None:
+            self.versions.show_facts(record, facts)
+        self.versions.setVisible(facts is not None)
         self.enable_button.setText("Disable" if record.enabled else "Enable")
         self.enable_button.setEnabled(True)
         self.configure_button.setEnabled(bool(record.config_defaults))
@@ -295,6 +279,19 @@ class DetailsPane(QWidget):
     def set_busy(self, busy: bool) -> None:
         """While a write for this extension runs, its buttons wait."""
         self.enable_button.setEnabled(not busy)
+        self.versions.set_busy(busy)
+
+    def _update(self) -> None:
+        if self.record is not None:
+            self.update_requested.emit(self.record.id)
+
+    def _roll_back(self) -> None:
+        if self.record is not None:
+            self.rollback_requested.emit(self.record.id)
+
+    def _hold(self, held: bool) -> None:
+        if self.record is not None:
+            self.hold_requested.emit(self.record.id, held)
 
     def _toggle_enabled(self) -> None:
         if self.record is not None:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, Qt
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QBrush, QFont, QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
+from gui import colors
 from gui.table_model import Index, RecordTableModel
+from gui.updates import BLOCKED, HELD, UP_TO_DATE, UPDATE, available_words, update_details
 from registry.store import ExtensionRecord, ExtensionSummary
 
-COLUMNS = ("Name", "Version", "Enabled", "Installed", "Id")
-NAME, VERSION, ENABLED, INSTALLED, IDENTIFIER = range(len(COLUMNS))
+if TYPE_CHECKING:
+    from registry.sources import ExtensionUpdates
+
+COLUMNS = ("Name", "Version", "Update", "Enabled", "Installed", "Id")
+NAME, VERSION, AVAILABLE, ENABLED, INSTALLED, IDENTIFIER = range(len(COLUMNS))
 RecordRole = Qt.ItemDataRole.UserRole + 1
+# The Update column sorts what can be updated first, then what cannot, then the unchecked.
+UPDATE_ORDER = {UPDATE: 0, BLOCKED: 1, HELD: 2, UP_TO_DATE: 3}
 
 
 def icon_file(record: ExtensionRecord | ExtensionSummary) -> Path | None:
@@ -72,6 +79,9 @@ class ExtensionsModel(RecordTableModel):
         self._names: dict[str, str] = {}
         self._search_text: dict[str, str] = {}
         self._filter = ""
+        self._updates: Mapping[str, ExtensionUpdates] = {}
+        self._updates_complete = True
+        self._updates_only = False
         self._sort_column = NAME
         self._sort_order = Qt.SortOrder.AscendingOrder
         self.icons = IconCache()
@@ -97,6 +107,21 @@ class ExtensionsModel(RecordTableModel):
         self._filter = text.strip().casefold()
         self._relayout()
 
+    def set_updates(self, updates: Mapping[str, ExtensionUpdates], *, complete: bool) -> None:
+        """What the last check for updates found, by extension id (``complete``: from every
+        source, none failed)."""
+        self._updates = dict(updates)
+        self._updates_complete = complete
+        self._relayout()
+
+    def updates_for(self, extension_id: str) -> ExtensionUpdates | None:
+        return self._updates.get(extension_id)
+
+    def set_updates_only(self, only: bool) -> None:
+        """The Updates view: only the extensions that have an update to install."""
+        self._updates_only = only
+        self._relayout()
+
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort_column, self._sort_order = column, order
         self._relayout()
@@ -119,9 +144,24 @@ class ExtensionsModel(RecordTableModel):
         if self._filter:
             needle = self._filter
             rows = [r for r in rows if needle in self._search_text[r.id]]
-        key = SORT_KEYS.get(self._sort_column, SORT_KEYS[NAME])
+        if self._updates_only:
+            rows = [r for r in rows if self._status(r.id) == UPDATE]
+        key = (
+            self._update_key
+            if self._sort_column == AVAILABLE
+            else SORT_KEYS.get(self._sort_column, SORT_KEYS[NAME])
+        )
         descending = self._sort_order == Qt.SortOrder.DescendingOrder
         return sorted(rows, key=key, reverse=descending)
+
+    def _status(self, extension_id: str) -> str | None:
+        item = self._updates.get(extension_id)
+        return None if item is None else item.status
+
+    def _update_key(self, record: ExtensionSummary) -> tuple[int, str]:
+        return UPDATE_ORDER.get(
+            self._status(record.id) or "", len(UPDATE_ORDER)
+        ), record.name.casefold()
 
     def _relayout(self) -> None:
         """Re-sort/re-filter keeping the selection and current row on the same extensions."""
@@ -153,6 +193,9 @@ class ExtensionsModel(RecordTableModel):
                 return record.name
             if column == VERSION:
                 return record.version
+            if column == AVAILABLE:
+                item = self._updates.get(record.id)
+                return available_words(item, complete=self._updates_complete)
             if column == ENABLED:
                 return "Yes" if record.enabled else "No"
             if column == INSTALLED:
@@ -163,6 +206,28 @@ class ExtensionsModel(RecordTableModel):
             return self.icons.icon(record)
         if role == Qt.ItemDataRole.ToolTipRole and column == NAME:
             return record.description or record.id
+        if column == AVAILABLE:
+            return self._update_data(record.id, role)
+        return None
+
+    def _update_data(self, extension_id: str, role: int) -> Any:
+        """An available update stands out (bold); "Up to date" and the like are hints."""
+        item = self._updates.get(extension_id)
+        if item is None:
+            return None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = update_details(item, complete=self._updates_complete)
+            if item.offer is not None:
+                lines.append(f"From the source {item.offer.source}")
+            if item.origin_note:
+                lines.append(item.origin_note)
+            return "\n".join(lines)
+        if role == Qt.ItemDataRole.FontRole and item.status == UPDATE:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ForegroundRole and item.status != UPDATE:
+            return QBrush(colors.hint_color(QGuiApplication.palette()))
         return None
 
 

@@ -1,8 +1,10 @@
-"""Live rows for install and uninstall operations, fed by the registry.
+"""Live rows for install, update, rollback and uninstall operations, fed by the registry.
 
 An install is three steps with the person in the middle: a worker plans it (reads and checks
 the archive), the GUI thread shows the confirmation (one at a time, never blocking a worker),
-and a second worker run executes or declines it. No thread waits for the person's answer.
+and a second worker run executes or declines it. No thread waits for the person's answer. An
+update plans by downloading the offered zip first, and a rollback by checking the kept archive
+again; both are then confirmed and executed the same way.
 
 Each row shows what the registry's operation record says: a worker writes progress into the
 record, and a timer on the GUI thread re-reads the records of active rows (reads only, short,
@@ -16,11 +18,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -36,12 +39,17 @@ from PySide6.QtWidgets import (
 )
 
 from gui import colors
+from gui.activity_view import change_words
 from gui.confirm_dialog import ConfirmDialog
 from gui.workers import WorkerPool
 from registry.errors import RegistryError
 from registry.installer import CancelToken, Installer, InstallPlan
+from registry.recovery import staging_dir_for
 from registry.store import OperationRecord, Registry, process_is_alive
 from registry.vocabulary import OperationKind, OperationStatus, kind_of
+
+if TYPE_CHECKING:
+    from registry.sources import ExtensionUpdates
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,7 @@ class OperationRow(QFrame):
         self.bar = QProgressBar()
         self.bar.setRange(0, 100)
         self.bar.setValue(0)
+        self._downloading = False
         self.bar.setAccessibleName(f"Progress of {title}")
         self.bar.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -130,8 +139,13 @@ class OperationRow(QFrame):
             self.bar.setValue(value)
 
     def show_record(self, record: OperationRecord) -> None:
-        self.change_label.setText(record.change)
-        self.set_progress(record.progress)
+        self.change_label.setText(change_words(record))
+        if record.downloading != self._downloading:
+            # An update downloads, then installs: the bar fills once for each, from the same
+            # row of the registry.
+            self._downloading = record.downloading
+            self.bar.setValue(0)
+        self.set_progress(record.shown_progress)
         if record.status == OperationStatus.COMPLETED:
             self.set_progress(100)
             self.step_label.setText(kind_of(record.kind).done)
@@ -143,9 +157,9 @@ class OperationRow(QFrame):
             # A choice the person made, not a problem: in the ordinary text colour.
             self.show_ended("Cancelled", record.error or "Nothing was changed.", "")
         elif not self.cancel_button.isEnabled():
-            self.step_label.setText(f"Cancelling… ({record.current_step})")
+            self.step_label.setText(f"Cancelling… ({record.shown_step})")
         else:
-            self.step_label.setText(record.current_step)
+            self.step_label.setText(record.shown_step)
 
     def show_failure(self, message: str) -> None:
         self.show_ended("Failed", message, colors.style(colors.error_color(self.palette())))
@@ -170,7 +184,9 @@ class Operation:
     the operation (the worker makes that write, not the GUI thread)."""
 
     row: OperationRow
-    kind: OperationKind  # INSTALL or UNINSTALL (an install's exact kind comes with its record)
+    # INSTALL, UPGRADE (an update), ROLLBACK or UNINSTALL; an install's exact kind comes with
+    # its record.
+    kind: OperationKind
     archive_path: str = ""
     extension_id: str | None = None
     name: str | None = None
@@ -181,6 +197,8 @@ class Operation:
     record: OperationRecord | None = None
     # Planned and waiting for the person's answer.
     plan: InstallPlan | None = field(default=None, repr=False)
+    # Said in the confirmation besides the plan (an update replacing a hand-installed zip).
+    notes: tuple[str, ...] = ()
 
 
 class InstallPanel(QWidget):
@@ -230,7 +248,7 @@ class InstallPanel(QWidget):
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll_area.setWidget(self._rows_widget)
-        self.scroll_area.setAccessibleName("Install and uninstall operations")
+        self.scroll_area.setAccessibleName("Operations: installs, updates, rollbacks, uninstalls")
 
         self.dismiss_all_button = QPushButton("Dismiss all")
         self.dismiss_all_button.setAccessibleName("Dismiss every finished operation")
@@ -266,25 +284,84 @@ class InstallPanel(QWidget):
     def start_install(self, path: Path) -> Operation:
         path = path.absolute()
         cancel = CancelToken()
-        operation = self._add(
-            Operation(
-                OperationRow(path.name, cancellable=True),
-                OperationKind.INSTALL,
-                archive_path=str(path),
-                cancel=cancel,
-            )
+        operation = Operation(
+            OperationRow(path.name, cancellable=True),
+            OperationKind.INSTALL,
+            archive_path=str(path),
+            cancel=cancel,
         )
         installer = self.installer
+        return self._start_planned(
+            operation,
+            lambda: installer.begin(path),
+            lambda install_id: installer.plan(install_id, path, cancel),
+        )
 
-        def plan(install_id: int) -> None:
+    def start_update(self, item: ExtensionUpdates) -> Operation:
+        """Download the offered version (its own bar), then confirm and install it like a
+        file; the confirmation says so when it replaces a hand-installed zip."""
+        offer = item.offer
+        assert offer is not None, "only an extension with an offer can be updated"
+        cancel = CancelToken()
+        operation = Operation(
+            OperationRow(item.name, cancellable=True),
+            OperationKind.UPGRADE,
+            archive_path=offer.url,
+            extension_id=offer.extension_id,
+            name=item.name,
+            cancel=cancel,
+            notes=(item.origin_note,) if item.origin_note else (),
+        )
+        installer = self.installer
+        return self._start_planned(
+            operation,
+            lambda: installer.begin_update(offer),
+            lambda install_id: installer.plan_update(install_id, offer, cancel),
+            # A download may take minutes: it must not hold up the short work.
+            plan_pool=self.long_pool,
+        )
+
+    def start_rollback(self, extension_id: str, name: str) -> Operation:
+        """Back to the kept version the installed one replaced, confirmed like an install."""
+        cancel = CancelToken()
+        operation = Operation(
+            OperationRow(name, cancellable=True),
+            OperationKind.ROLLBACK,
+            extension_id=extension_id,
+            name=name,
+            cancel=cancel,
+        )
+        installer = self.installer
+        return self._start_planned(
+            operation,
+            lambda: installer.begin_rollback(extension_id),
+            lambda install_id: installer.plan_rollback(install_id, extension_id, None, cancel),
+        )
+
+    def is_running_for(self, extension_id: str) -> bool:
+        """An operation on this extension is under way (another would only be refused)."""
+        return any(op.extension_id == extension_id and not op.final for op in self.operations)
+
+    def _start_planned(
+        self,
+        operation: Operation,
+        begin: Callable[[], int],
+        plan: Callable[[int], InstallPlan | OperationRecord],
+        *,
+        plan_pool: WorkerPool | None = None,
+    ) -> Operation:
+        """Record, then plan on a worker; the plan goes to the confirmation queue."""
+        self._add(operation)
+
+        def planned(install_id: int) -> None:
             self._run(
                 operation,
-                self.pool,
-                lambda: installer.plan(install_id, path, cancel),
+                plan_pool or self.pool,
+                lambda: plan(install_id),
                 self._on_planned,
             )
 
-        self._run(operation, self.pool, lambda: installer.begin(path), plan, begins=True)
+        self._run(operation, self.pool, begin, planned, begins=True)
         return operation
 
     def start_uninstall(self, extension_id: str, name: str) -> Operation:
@@ -585,7 +662,10 @@ class InstallPanel(QWidget):
             assert operation.plan is not None
             self.confirming = operation
             dialog = ConfirmDialog.ask(
-                self.window(), operation.plan, functools.partial(self._on_answered, operation)
+                self.window(),
+                operation.plan,
+                functools.partial(self._on_answered, operation),
+                *operation.notes,
             )
             # An answer given at once (a test's stand-in) has already moved on to the next.
             if self.confirming is operation:
@@ -616,9 +696,15 @@ class InstallPanel(QWidget):
             self._run(
                 operation,
                 self.pool,
-                lambda: self.installer.decline(plan.install_id),
+                lambda: self._decline(plan.install_id),
                 self._on_worker_finished,
             )
+
+    def _decline(self, install_id: int) -> OperationRecord:
+        """On a worker: end the operation the person said no to. An update's download goes
+        with it (the installer leaves the staging folder of a declined plan to its caller)."""
+        shutil.rmtree(staging_dir_for(self.registry, install_id), ignore_errors=True)
+        return self.installer.decline(install_id)
 
     # -- closing ---------------------------------------------------------------------------------
 

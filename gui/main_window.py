@@ -1,13 +1,16 @@
-"""The main window: installed extensions and their details, the activity, live operations.
+"""The main window: installed extensions and their details, the activity, live operations,
+and updates from the sources.
 
 Every way of installing — the file dialog, a drop, files given on the command line or handed
 over by a second launch — ends in ``install_files``. The window reads the registry on the GUI
-thread (short reads only); every write runs on a worker of ``self.pool``.
+thread (short reads only); every write runs on a worker of ``self.pool``, and a check for
+updates (which contacts the sources) on a thread of its own (``gui.updates``).
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,10 +52,21 @@ from gui import colors, desktop, messages
 from gui.activity_view import ActivityView
 from gui.config_dialog import ConfigDialog
 from gui.details_pane import DetailsPane
-from gui.extensions_model import ENABLED, IDENTIFIER, INSTALLED, NAME, VERSION, ExtensionsModel
+from gui.extensions_model import (
+    AVAILABLE,
+    ENABLED,
+    IDENTIFIER,
+    INSTALLED,
+    NAME,
+    VERSION,
+    ExtensionsModel,
+)
 from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
+from gui.updates import UpdateChecks, UpdatesBar
+from gui.version_details import read_version_facts
 from gui.workers import LONG_WORKERS, SHORT_WORKERS, WorkerPool
+from registry.compatibility import misfit
 from registry.installer import Installer
 from registry.paths import default_log_dir
 from registry.store import (
@@ -67,12 +81,16 @@ from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 if TYPE_CHECKING:
     from gui.doctor_dialog import DoctorDialog
+    from gui.sources_dialog import SourcesDialog
 
 EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
 ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
 SKIPPED_SHOWN_MS = 15_000
+DONE_SHOWN_MS = 5000
+# The reason recorded when the person holds an extension from the window.
+HELD_BY_YOU = "Held by you"
 # How long typing in the Activity filter pauses before the history is read again.
 ACTIVITY_FILTER_DELAY_MS = 150
 # The share of the screen's free area the window may take at most.
@@ -118,7 +136,9 @@ class MainWindow(QMainWindow):
         self.instance_server: InstanceServer | None = None
         self.config_dialog: ConfigDialog | None = None
         self.doctor_dialog: DoctorDialog | None = None
+        self.sources_dialog: SourcesDialog | None = None
         self._stop_timer: QTimer | None = None
+        self._launch_check_considered = False
         self.setWindowTitle("Extension Manager")
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
@@ -126,6 +146,10 @@ class MainWindow(QMainWindow):
         self.pool = WorkerPool(self, threads=SHORT_WORKERS)
         self.long_pool = WorkerPool(self, threads=LONG_WORKERS)
         self.installer = installer or Installer(registry)
+        self.update_checks = UpdateChecks(registry, self)
+        self.update_checks.started.connect(self._on_check_started)
+        self.update_checks.reported.connect(self._on_updates_reported)
+        self.update_checks.failed.connect(self._on_check_failed)
 
         self.extensions_model = ExtensionsModel()
 
@@ -152,7 +176,12 @@ class MainWindow(QMainWindow):
         # Widths from the longest text each column shows, measured once: ResizeToContents would
         # measure rows on every layout, which costs tens of milliseconds with many extensions.
         metrics = self.table.fontMetrics()
-        samples = {VERSION: "10.10.10-beta.10", ENABLED: "Enabled", INSTALLED: "2026-12-31 23:59"}
+        samples = {
+            VERSION: "10.10.10-beta.10",
+            AVAILABLE: "10.10.10 available",
+            ENABLED: "Enabled",
+            INSTALLED: "2026-12-31 23:59",
+        }
         for column, sample in samples.items():
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, metrics.horizontalAdvance(sample) + 24)
@@ -178,10 +207,23 @@ class MainWindow(QMainWindow):
         self.install_button.setAccessibleName("Install extensions from .zip files")
         self.install_button.setToolTip("Or drop .zip files anywhere on the window (Ctrl+O)")
         self.install_button.clicked.connect(self.choose_files)
+        self.check_button = QPushButton("Check for updates")
+        self.check_button.setAccessibleName("Check the update sources for newer versions")
+        self.check_button.setToolTip("Look in the update sources for newer versions (Ctrl+U)")
+        self.check_button.clicked.connect(self.check_for_updates)
         filter_line = QHBoxLayout()
         filter_line.addWidget(self.filter_edit, 1)
+        filter_line.addWidget(self.check_button)
         filter_line.addWidget(self.install_button)
         list_layout.addLayout(filter_line)
+        self._build_update_actions()
+        self.updates_bar = UpdatesBar(
+            self.show_updates_action,
+            self.update_action,
+            self.update_all_action,
+            self.sources_action,
+        )
+        list_layout.addWidget(self.updates_bar)
         list_layout.addWidget(self.list_stack)
 
         self.activity_view = ActivityView(registry, self.extensions_model.name_of)
@@ -221,6 +263,9 @@ class MainWindow(QMainWindow):
         self.details.uninstall_requested.connect(self.uninstall)
         self.details.configure_requested.connect(self.configure)
         self.details.open_folder_requested.connect(lambda path: self.open_folder(Path(path)))
+        self.details.update_requested.connect(self.update_extension)
+        self.details.rollback_requested.connect(self.roll_back)
+        self.details.hold_requested.connect(self.set_held)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
@@ -255,6 +300,30 @@ class MainWindow(QMainWindow):
 
     # -- menus and shortcuts ---------------------------------------------------------------------
 
+    def _build_update_actions(self) -> None:
+        """The actions the updates bar shows too (made before it, the menus come later)."""
+        self.check_updates_action = QAction("Check for &updates", self)
+        self.check_updates_action.setShortcut(QKeySequence("Ctrl+U"))
+        self.check_updates_action.triggered.connect(self.check_for_updates)
+        self.sources_action = QAction("Update &sources and preferences…", self)
+        self.sources_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.sources_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.sources_action.triggered.connect(self.edit_sources)
+        self.show_updates_action = QAction("Only &updates", self)
+        self.show_updates_action.setCheckable(True)
+        self.show_updates_action.setToolTip("Show only the extensions that have an update")
+        self.show_updates_action.toggled.connect(self._show_only_updates)
+        self.update_action = QAction("&Update", self)
+        self.update_action.setToolTip("Update the selected extension to the version available")
+        self.update_action.triggered.connect(self._update_selected)
+        self.update_all_action = QAction("Update &all", self)
+        self.update_all_action.setToolTip("Update every extension that has an update")
+        self.update_all_action.triggered.connect(self.update_all)
+        self.rollback_action = QAction("&Roll back…", self)
+        self.rollback_action.triggered.connect(self._roll_back_shown)
+        self.hold_action = QAction("&Hold", self)
+        self.hold_action.triggered.connect(self._toggle_held)
+
     def _build_actions(self) -> None:
         menu_bar = self.menuBar()
         file_menu = menu_bar.addMenu("&File")
@@ -285,6 +354,14 @@ class MainWindow(QMainWindow):
         for action in (self.toggle_action, self.configure_action, self.open_folder_action):
             extension_menu.addAction(action)
         extension_menu.addSeparator()
+        for action in (
+            self.update_action,
+            self.update_all_action,
+            self.rollback_action,
+            self.hold_action,
+        ):
+            extension_menu.addAction(action)
+        extension_menu.addSeparator()
         extension_menu.addAction(self.uninstall_action)
 
         view_menu = menu_bar.addMenu("&View")
@@ -297,10 +374,18 @@ class MainWindow(QMainWindow):
         refresh_action = QAction("&Refresh", self)
         refresh_action.setShortcut(QKeySequence(Qt.Key.Key_F5))
         refresh_action.triggered.connect(self.refresh)
-        for action in (extensions_action, self.activity_action, refresh_action):
+        for action in (
+            extensions_action,
+            self.show_updates_action,
+            self.activity_action,
+            refresh_action,
+        ):
             view_menu.addAction(action)
 
         tools_menu = menu_bar.addMenu("&Tools")
+        tools_menu.addAction(self.check_updates_action)
+        tools_menu.addAction(self.sources_action)
+        tools_menu.addSeparator()
         check_action = QAction("&Check registry…", self)
         check_action.triggered.connect(self.check_registry)
         tools_menu.addAction(check_action)
@@ -318,9 +403,13 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _apply_filter(self, text: str) -> None:
-        self.extensions_model.set_filter(text)
-        # A selected extension the filter hides is no longer selected: the details and every
-        # action must not go on showing or acting on what the person cannot see.
+        self._apply_view(lambda: self.extensions_model.set_filter(text))
+
+    def _apply_view(self, change: Callable[[], None]) -> None:
+        """Filter the list; a selected extension the list then hides is no longer selected:
+        the details and every action must not go on showing or acting on what the person
+        cannot see."""
+        change()
         shown = self.details.record
         if shown is not None and self.selected_extension_id() != shown.id:
             self.table.clearSelection()
@@ -343,6 +432,12 @@ class MainWindow(QMainWindow):
         if record is not None:
             self.toggle_action.setText("&Disable" if record.enabled else "&Enable")
             self.configure_action.setEnabled(bool(record.config_defaults))
+        self.hold_action.setEnabled(record is not None)
+        self.hold_action.setText("&Release" if record is not None and record.held else "&Hold")
+        rollback = self.details.versions.rollback_button
+        self.rollback_action.setEnabled(record is not None and rollback.isEnabled())
+        self.update_action.setEnabled(record is not None and self._offer_for(record.id))
+        self.update_all_action.setEnabled(self._updatable() != [])
 
     # -- reading the registry --------------------------------------------------------------------
 
@@ -395,8 +490,12 @@ class MainWindow(QMainWindow):
         self._show_details(self.selected_record())
 
     def _show_details(self, record: ExtensionRecord | None) -> None:
-        icon = self.extensions_model.icons.icon(record) if record is not None else None
-        self.details.show_record(record, icon)
+        if record is None:
+            self.details.show_record(None)
+        else:
+            icon = self.extensions_model.icons.icon(record)
+            facts = read_version_facts(self.registry, record, self.update_checks)
+            self.details.show_record(record, icon, facts)
         self._update_actions()
 
     def _on_operation_finished(self, record: OperationRecord, title: str) -> None:
@@ -411,7 +510,9 @@ class MainWindow(QMainWindow):
             self.select_extension(record.extension_id)
         version = record.from_version if removed else record.to_version
         done = f"{kind_of(record.kind).done} {title} {version or ''}".rstrip()
-        self.statusBar().showMessage(f"{done}.", 5000)
+        self.statusBar().showMessage(f"{done}.", DONE_SHOWN_MS)
+        # What is installed changed: so may what is offered (without asking the sources).
+        self.update_checks.redecide()
 
     # -- installing ------------------------------------------------------------------------------
 
@@ -499,24 +600,176 @@ class MainWindow(QMainWindow):
     # -- managing --------------------------------------------------------------------------------
 
     def set_enabled(self, extension_id: str, enabled: bool) -> None:
+        """Turn an extension on or off. One that does not fit this app is turned on only if
+        the person says so when asked, and that choice is recorded as an override."""
         registry = self.registry
+        record = registry.get_extension(extension_id)
+        needs = misfit(record, APP_VERSION) if record is not None and enabled else None
+        if record is None or needs is None:
+            self._change_extension(lambda: registry.set_enabled(extension_id, enabled))
+            return
+        if not messages.ask(
+            self,
+            f"Turn on {record.name} anyway?",
+            f"{record.name} {record.version} needs {needs}, and this is Extension Manager "
+            f"{APP_VERSION}: it may not work. Turn it on anyway? Your choice is recorded in the "
+            "Activity, and kept until the app's version changes.",
+            "Turn on anyway",
+        ):
+            return
+        self._change_extension(
+            lambda: registry.override_compatibility(extension_id, APP_VERSION, f"it needs {needs}")
+        )
+
+    def set_held(self, extension_id: str, held: bool) -> None:
+        """Hold: no update is offered until released (a rollback holds by itself)."""
+        registry = self.registry
+
+        def change() -> None:
+            if held:
+                registry.hold(extension_id, HELD_BY_YOU)
+            else:
+                registry.release(extension_id)
+
+        self._change_extension(change, then=self.update_checks.redecide)
+
+    def _change_extension(
+        self, change: Callable[[], object], then: Callable[[], None] | None = None
+    ) -> None:
+        """Write one change to the selected extension on a worker; its buttons wait."""
         self.details.set_busy(True)
 
         def done(_result: object) -> None:
             self.details.set_busy(False)
             self.refresh()
+            if then is not None:
+                then()
 
         def failed(message: str, details: str) -> None:
             self.details.set_busy(False)
             messages.show_error(self, "Could not change the extension", message, details)
             self.refresh()
 
-        self.pool.start(
-            lambda: registry.set_enabled(extension_id, enabled),
-            registry=registry,
-            on_success=done,
-            on_failure=failed,
+        self.pool.start(change, registry=self.registry, on_success=done, on_failure=failed)
+
+    def _toggle_held(self) -> None:
+        record = self.details.record
+        if record is not None:
+            self.set_held(record.id, not record.held)
+
+    def _roll_back_shown(self) -> None:
+        if self.details.record is not None:
+            self.roll_back(self.details.record.id)
+
+    def roll_back(self, extension_id: str) -> None:
+        """Back to the kept version the installed one replaced: confirmed like an install."""
+        record = self.registry.get_extension(extension_id)
+        if record is None:
+            self.refresh()
+            return
+        if self._busy_with(record.id, record.name):
+            return
+        self.install_panel.start_rollback(record.id, record.name)
+
+    def _busy_with(self, extension_id: str, name: str) -> bool:
+        """Say so when an operation on this extension is under way (a second would fail)."""
+        if not self.install_panel.is_running_for(extension_id):
+            return False
+        self.statusBar().showMessage(
+            f"{name} is being changed already; try again when that has finished.",
+            SKIPPED_SHOWN_MS,
         )
+        return True
+
+    # -- updates ---------------------------------------------------------------------------------
+
+    def check_for_updates(self) -> None:
+        """Contact the sources on the checks' own thread; the window stays usable."""
+        if self.update_checks.running:
+            return
+        if not self.registry.list_sources():
+            self.updates_bar.show_no_sources()
+            return
+        self.update_checks.check()
+
+    def _on_check_started(self) -> None:
+        self.check_updates_action.setEnabled(False)
+        self.check_button.setEnabled(False)
+        self.updates_bar.show_checking()
+
+    def _on_check_failed(self, message: str) -> None:
+        self._on_check_ended()
+        self.updates_bar.show_failure(message)
+
+    def _on_check_ended(self) -> None:
+        self.check_updates_action.setEnabled(True)
+        self.check_button.setEnabled(True)
+
+    def _on_updates_reported(self, _report: object) -> None:
+        checks = self.update_checks
+        self._on_check_ended()
+        self.extensions_model.set_updates(checks.by_extension(), complete=checks.complete)
+        self.updates_bar.show_report(checks)
+        self._show_details(self.selected_record())
+
+    def _offer_for(self, extension_id: str) -> bool:
+        item = self.update_checks.for_extension(extension_id)
+        return item is not None and item.offer is not None
+
+    def _updatable(self) -> list[str]:
+        report = self.update_checks.report
+        if report is None or self.update_checks.unreadable:
+            return []
+        return [item.extension_id for item in report.available]
+
+    def _show_only_updates(self, only: bool) -> None:
+        self.tabs.setCurrentIndex(0)
+        self._apply_view(lambda: self.extensions_model.set_updates_only(only))
+
+    def _update_selected(self) -> None:
+        extension_id = self.selected_extension_id()
+        if extension_id is not None:
+            self.update_extension(extension_id)
+
+    def update_extension(self, extension_id: str) -> bool:
+        """Download the version the last check offers, confirm it, install it."""
+        item = self.update_checks.for_extension(extension_id)
+        if item is None or item.offer is None:
+            self.statusBar().showMessage(
+                "No update is known for it: check for updates first (Ctrl+U).", SKIPPED_SHOWN_MS
+            )
+            return False
+        if self._busy_with(extension_id, item.name):
+            return False
+        self.install_panel.start_update(item)
+        return True
+
+    def update_all(self) -> int:
+        """Start every update the last check offers (each is confirmed in turn)."""
+        return sum(1 for extension_id in self._updatable() if self.update_extension(extension_id))
+
+    def edit_sources(self) -> None:
+        from gui.sources_dialog import SourcesDialog  # rarely opened: not at launch
+
+        if self.sources_dialog is not None:
+            self.sources_dialog.raise_()
+            self.sources_dialog.activateWindow()
+            return
+        dialog = SourcesDialog(self.registry, self.pool, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(self._on_sources_saved)
+        dialog.destroyed.connect(lambda: setattr(self, "sources_dialog", None))
+        self.sources_dialog = dialog
+        dialog.open()
+
+    def _on_sources_saved(self) -> None:
+        self.statusBar().showMessage(
+            "Sources and preferences saved. Check for updates (Ctrl+U) to see what the sources "
+            "offer.",
+            DONE_SHOWN_MS,
+        )
+        # Fewer kept versions may leave less to roll back to.
+        self.refresh()
 
     def uninstall(self, extension_id: str) -> None:
         record = self.registry.get_extension(extension_id)
@@ -652,14 +905,26 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._closed:
             self.install_panel.start_scanning()
+            self._check_at_launch()
+
+    def _check_at_launch(self) -> None:
+        """Once, after the window is up, and only if the person asked for it: otherwise no
+        source is ever contacted until they check."""
+        if self._launch_check_considered:
+            return
+        self._launch_check_considered = True
+        if self.registry.preferences().check_at_launch:
+            QTimer.singleShot(0, self, self.check_for_updates)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self._closed and self._stop_timer is None and self.install_panel.active_count:
-            if not self._ask_to_stop(self.install_panel.active_count):
+        running = self.install_panel.active_count
+        if not self._closed and self._stop_timer is None and (running or self.update_checks.busy):
+            if running and not self._ask_to_stop(running):
                 event.ignore()
                 return
             # Stop without waiting here: the window goes at once, the workers roll back on
-            # their own, and the window really closes (ending the app) when they are done.
+            # their own (a check for updates cannot be stopped: it ends within its timeout),
+            # and the window really closes (ending the app) when they are done.
             event.ignore()
             self.save_geometry()
             self.hide()
@@ -677,6 +942,7 @@ class MainWindow(QMainWindow):
                 self.instance_server.close()
             # Cancel what can be cancelled and wait: no worker may outlive the window.
             self.install_panel.shutdown()
+            self.update_checks.wait()
         super().closeEvent(event)
 
     @property
@@ -695,7 +961,8 @@ class MainWindow(QMainWindow):
         )
 
     def _close_when_stopped(self) -> None:
-        if not self.install_panel.busy and self._stop_timer is not None:
+        stopped = not self.install_panel.busy and not self.update_checks.busy
+        if stopped and self._stop_timer is not None:
             self._stop_timer.stop()
             self.close()
 

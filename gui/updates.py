@@ -1,0 +1,315 @@
+"""Updates from the sources: the check, what it found, and the bar above the list that says so.
+
+A check contacts every source and may wait up to ten seconds on each one that does not answer,
+so it runs on a pool of its own: installs, enabling and planning never queue behind it, and the
+window stays usable meanwhile. It runs only when the person asks, or once after the window
+appears when the preferences say so; nothing else ever contacts a source.
+
+The last report is kept. After an update, a rollback, a hold or a release the report is
+decided again from the offers the last check found (``decide`` reads only the registry), so
+the list stays right without contacting the sources again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui import colors
+from gui.workers import WorkerPool
+from registry.store import Registry
+from registry.version import APP_VERSION
+
+if TYPE_CHECKING:
+    # Reading sources needs urllib and the index schema: imported by the check, not at launch.
+    from registry.sources import ExtensionUpdates, Offer, UpdateReport
+
+# The statuses of ``ExtensionUpdates``.
+UPDATE, HELD, BLOCKED, UP_TO_DATE = "update", "held", "blocked", "up to date"
+NOT_CHECKED_TEXT = "Not checked yet: Tools → Check for updates (Ctrl+U)."
+
+
+def available_words(item: ExtensionUpdates | None, *, complete: bool = True) -> str:
+    """What the list says about one extension's updates ("1.1.0 available"); empty when no
+    check has looked at it. Not ``complete``: some source could not be read."""
+    if item is None:
+        return ""
+    if item.status == UPDATE and item.offer is not None:
+        return f"{item.offer.version} available"
+    if item.status == HELD:
+        return f"Held ({item.withheld.version} available)" if item.withheld else "Held"
+    if item.status == BLOCKED:
+        offer, reason = item.blocked[0]
+        return f"{offer.version} {reason}"
+    return "Up to date" if complete else "None found"
+
+
+def update_details(item: ExtensionUpdates, *, complete: bool = True) -> list[str]:
+    """What the check found for one extension, a short sentence a line (no paths: they do
+    not wrap; the source is in the tooltips). Not ``complete``: some source could not be read."""
+    lines = []
+    if item.offer is not None:
+        lines.append(f"{item.offer.version} is available.")
+    elif item.status == HELD:
+        withheld = f"{item.withheld.version} is available, but " if item.withheld else ""
+        lines.append(f"Held: {withheld}no update is offered until you release it.")
+    elif complete:
+        lines.append(f"{item.installed_version} is the newest version that fits.")
+    else:
+        lines.append("No update in the sources that could be read.")
+    lines.extend(f"{offer.version} {reason}." for offer, reason in item.blocked)
+    return lines
+
+
+def _offers_in(report: UpdateReport) -> tuple[Offer, ...]:
+    """The offers a report was decided from, as far as it tells (what a source has that is
+    not newer than the installed version it leaves out)."""
+    offered = [
+        offer
+        for item in report.extensions
+        for offer in (item.offer, item.withheld)
+        if offer is not None
+    ]
+    blocked = [offer for item in report.extensions for offer, _reason in item.blocked]
+    return (*offered, *blocked)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    report: UpdateReport
+    sources: int  # how many sources there were to read
+
+
+class UpdateChecks(QObject):
+    """Runs checks one at a time on a thread of their own and keeps the last report."""
+
+    started = Signal()
+    reported = Signal(object)  # UpdateReport
+    failed = Signal(str)
+
+    def __init__(self, registry: Registry, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.registry = registry
+        self.pool = WorkerPool(self, threads=1)
+        self.report: UpdateReport | None = None
+        self.checked_at: datetime | None = None
+        self.unreadable = False  # no source could be read in the last check
+        self._offers: tuple[Offer, ...] = ()
+        self._checking = False
+
+    @property
+    def running(self) -> bool:
+        """A check is contacting the sources."""
+        return self._checking
+
+    @property
+    def busy(self) -> bool:
+        """A check or a decision is running on the checks' thread."""
+        return self.pool.busy
+
+    def check(self) -> None:
+        """Contact the sources (ignored while a check runs: its answer is as fresh)."""
+        if self.running:
+            return
+        registry = self.registry
+
+        def work() -> CheckOutcome:
+            from registry.sources import check_updates
+
+            sources = len(registry.list_sources())
+            return CheckOutcome(check_updates(registry, APP_VERSION), sources)
+
+        self._checking = True
+        self.pool.start(
+            work, registry=registry, on_success=self._on_checked, on_failure=self._on_failed
+        )
+        self.started.emit()
+
+    def redecide(self) -> None:
+        """What is installed changed: decide again from the offers already known. A running
+        check decides by itself when it ends."""
+        report = self.report
+        if report is None or self.running:
+            return
+        registry, offers, problems = self.registry, self._offers, report.problems
+
+        def work() -> UpdateReport:
+            from registry.sources import decide
+
+            return decide(registry.list_extensions(), offers, APP_VERSION, problems)
+
+        self.pool.start(work, registry=registry, on_success=self._on_decided)
+
+    def for_extension(self, extension_id: str) -> ExtensionUpdates | None:
+        """What the last check knows about one extension; None when it knows nothing."""
+        if self.report is None or self.unreadable:
+            return None
+        return self.report.for_extension(extension_id)
+
+    def by_extension(self) -> dict[str, ExtensionUpdates]:
+        if self.report is None or self.unreadable:
+            return {}
+        return {item.extension_id: item for item in self.report.extensions}
+
+    @property
+    def complete(self) -> bool:
+        """Every source could be read in the last check."""
+        return self.report is not None and not self.report.problems
+
+    def unknown_words(self) -> str:
+        """Why nothing is known about an extension's updates."""
+        if self.report is None:
+            return NOT_CHECKED_TEXT
+        return "Not known: no update source could be read in the last check."
+
+    def wait(self) -> None:
+        """Block until the check has returned; only when the window closes for good."""
+        self.pool.wait()
+
+    def _on_failed(self, message: str, _details: str) -> None:
+        self._checking = False
+        self.failed.emit(message)
+
+    def _on_checked(self, outcome: CheckOutcome) -> None:
+        self._checking = False
+        self._offers = _offers_in(outcome.report)
+        self.checked_at = datetime.now()
+        self.unreadable = outcome.sources > 0 and len(outcome.report.problems) >= outcome.sources
+        self._on_decided(outcome.report)
+
+    def _on_decided(self, report: UpdateReport) -> None:
+        self.report = report
+        self.reported.emit(report)
+
+
+def _tool_button(action: QAction) -> QToolButton:
+    button = QToolButton()
+    button.setDefaultAction(action)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    return button
+
+
+class UpdatesBar(QFrame):
+    """Above the list once a check has started: what it found, in plain words (a source that
+    could not be read included), and the Updates view and update actions."""
+
+    def __init__(
+        self,
+        show_updates: QAction,
+        update_selected: QAction,
+        update_all: QAction,
+        edit_sources: QAction,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("updatesBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.status_label = QLabel()
+        self.status_label.setObjectName("updatesStatus")
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.status_label.setWordWrap(True)
+        self.status_label.setAccessibleName("What the last check for updates found")
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.problems_label = QLabel()
+        self.problems_label.setObjectName("updatesProblems")
+        self.problems_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems_label.setAccessibleName("Sources that could not be read")
+        self.problems_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
+        self.problems_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.problems_label.hide()
+
+        self.show_updates_button = _tool_button(show_updates)
+        self.update_button = _tool_button(update_selected)
+        self.update_all_button = _tool_button(update_all)
+        self.sources_button = _tool_button(edit_sources)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.show_updates_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.sources_button)
+        buttons.addWidget(self.update_button)
+        buttons.addWidget(self.update_all_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.problems_label)
+        layout.addLayout(buttons)
+        self.hide()
+
+    def show_checking(self) -> None:
+        self.status_label.setText("Checking the update sources for newer versions…")
+        self._show_problems(())
+        self._show_buttons(sources=False)
+        self.show()
+
+    def show_no_sources(self) -> None:
+        self.status_label.setText(
+            "There are no update sources yet. Add a folder of extension zips, or the address "
+            "of an index, to look for newer versions."
+        )
+        self._show_problems(())
+        self._show_buttons(sources=True)
+        self.show()
+
+    def show_failure(self, message: str) -> None:
+        self.status_label.setText("The check for updates did not finish.")
+        self._show_problems((message,))
+        self._show_buttons(sources=False)
+        self.show()
+
+    def show_report(self, checks: UpdateChecks) -> None:
+        report = checks.report
+        if report is None:
+            return
+        when = f" (checked at {checks.checked_at:%H:%M})" if checks.checked_at else ""
+        if checks.unreadable:
+            self.status_label.setText(
+                f"No update source could be read, so nothing is known about updates{when}."
+            )
+        else:
+            self.status_label.setText(f"{summary(report)}{when}.")
+        self._show_problems(report.problems)
+        self._show_buttons(sources=checks.unreadable)
+        self.show()
+
+    def _show_problems(self, problems: tuple[str, ...]) -> None:
+        self.problems_label.setText("\n".join(problems))
+        self.problems_label.setVisible(bool(problems))
+
+    def _show_buttons(self, *, sources: bool) -> None:
+        """The sources button where a source is what is missing, else the update actions."""
+        self.sources_button.setVisible(sources)
+        for button in (self.show_updates_button, self.update_button, self.update_all_button):
+            button.setVisible(not sources)
+
+
+def summary(report: UpdateReport) -> str:
+    """ "2 updates available, 1 extension held" and the like, for the bar."""
+    available = len(report.available)
+    held = sum(1 for item in report.extensions if item.status == HELD)
+    if available == 0:
+        text = "Everything is up to date"
+    elif available == 1:
+        text = "1 update available"
+    else:
+        text = f"{available} updates available"
+    if held:
+        text += f"; {held} held, so not offered until released"
+    return text
