@@ -45,13 +45,13 @@ def build_notes(
     """``folder/<id>-<version>.zip``: a valid extension whose every file says its version
     (so that two versions' trees differ in content, not only in the manifest). ``padding``
     adds a stored file of that many incompressible bytes, for a download that takes a while
-    or an archive of a known size."""
+    or an archive of a known size. Other keywords are manifest fields (None: left out)."""
     document: dict[str, Any] = {
         "id": extension_id,
         "name": name or extension_id.rpartition(".")[2].title(),
         "version": version,
         "config": dict(config if config is not None else {"color": "blue"}),
-        **manifest,
+        **{key: value for key, value in manifest.items() if value is not None},
     }
     content = {
         "manifest.json": json.dumps(document, indent=2).encode(),
