@@ -617,3 +617,76 @@ def test_a_plan_from_a_download_is_an_ordinary_plan(tmp_path: Path) -> None:
         assert planned.origin_source == str(folder)
         assert installer.execute(planned).status == "COMPLETED"
         assert leftovers(registry.paths.root) == []
+
+
+def test_an_index_that_misstates_the_version_is_refused_after_the_download(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "published"
+    first = build_notes(folder, "1.0.0")
+    build_notes(folder, "1.1.0")
+    write_index(folder)
+    index = folder / "index.json"
+    document = json.loads(index.read_text(encoding="utf-8"))
+    for entry in document["extensions"]:
+        if entry["version"] == "1.1.0":
+            entry["version"] = "1.2.0"  # size and hash are right: only the version is not
+    index.write_text(json.dumps(document), encoding="utf-8")
+    data = tmp_path / "data"
+    install_by_hand(data, first)
+    before = registry_state(DataPaths(data))
+    with open_data_folder(DataPaths(data)) as registry:
+        registry.add_source(index.as_uri(), INDEX)
+        [item] = check_updates(registry).available
+        assert item.offer is not None and item.offer.version == "1.2.0"
+        record = Installer(registry).update(item.offer)
+        assert record.status == "FAILED"
+        assert record.error is not None and (
+            f"holds {NOTES} 1.1.0, not {NOTES} 1.2.0 as the source says" in record.error
+        )
+    assert registry_state(DataPaths(data)) == before
+
+
+def test_a_zip_gone_from_the_server_and_a_server_that_never_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import registry.sources as sources
+
+    folder = tmp_path / "published"
+    first = build_notes(folder, "1.0.0")
+    newer = build_notes(folder, "1.1.0")
+    write_index(folder)
+    newer.unlink()
+    data = tmp_path / "data"
+    install_by_hand(data, first)
+    before = registry_state(DataPaths(data))
+    with serve_folder(folder) as url, open_data_folder(DataPaths(data)) as registry:
+        registry.add_source(url + "index.json", INDEX)
+        [item] = check_updates(registry).available
+        assert item.offer is not None
+        record = Installer(registry).update(item.offer)
+        assert record.status == "FAILED"
+        assert record.error == (
+            f"{url}{newer.name} answered 404 File not found. Check the address, or ask the "
+            "source's owner."
+        )
+    assert registry_state(DataPaths(data)) == before
+
+    # Accepts the connection and then says nothing: given up on after the timeout.
+    monkeypatch.setattr(sources, "TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}/index.json"
+        with open_data_folder(DataPaths(data)) as registry:
+            for old in registry.list_sources():
+                registry.remove_source(old.location)
+            registry.add_source(address, INDEX)
+            report = check_updates(registry)
+    assert report.problems == (
+        f"Could not reach {address} (timed out). Check the network or the address and try "
+        "again; everything installed keeps working meanwhile.",
+    )
+    assert report.available == []

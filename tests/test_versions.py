@@ -353,3 +353,21 @@ def test_an_uninstall_keeps_the_kept_versions_and_their_settings(
         install(registry, zips["1.1.0"])
         assert kept_files(upgraded) == files_before
         assert diagnose(registry) == []
+
+
+def test_a_kept_version_that_no_longer_fits_the_app_is_not_rolled_back_to(
+    paths: DataPaths, tmp_path: Path
+) -> None:
+    folder = tmp_path / "fits"
+    old = build_notes(folder, "1.0.0", max_app_version="0.1.0")
+    new = build_notes(folder, "1.1.0")
+    with open_data_folder(paths, app_version="0.0.9") as registry:
+        for archive in (old, new):
+            record = Installer(registry, app_version="0.0.9").install(archive)
+            assert record.status == "COMPLETED", record.error
+    with open_data_folder(paths, app_version="0.1.0") as registry:
+        before = snapshot(registry)
+        record = Installer(registry, app_version="0.1.0").rollback(NOTES)
+        assert record.status == "FAILED"
+        assert record.error is not None and "before 0.1.0 only" in record.error
+        assert snapshot(registry) == before
