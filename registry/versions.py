@@ -180,7 +180,27 @@ def rollback_target(
             f"it cannot be rolled back to. Nothing was changed; install {target.version} from "
             "its zip file instead."
         )
+    if not _holds_what_was_kept(archive, target):
+        raise InstallRefusedError(
+            f"The kept archive of {installed.name} {target.version} ({archive}) was changed "
+            f"after it was kept, so it cannot be rolled back to. Nothing was changed; install "
+            f"{target.version} from its zip file instead."
+        )
     return target
+
+
+def _holds_what_was_kept(archive: Path, version: KeptVersionRecord) -> bool:
+    """Whether the file still holds the bytes it is named after (a rollback installs exactly
+    the version that was kept, or nothing)."""
+    import hashlib
+
+    if archive.stat().st_size != version.archive_size:
+        return False
+    digest = hashlib.sha256()
+    with archive.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest() == version.archive_sha256
 
 
 def _in_version_order(versions: Iterable[str]) -> list[str]:

@@ -224,16 +224,25 @@ def test_a_kept_archive_gone_missing_refuses_the_rollback_and_changes_nothing(
     assert [row["version"] for row in listed] == ["1.1.0"]
 
 
-def test_a_kept_archive_replaced_by_other_bytes_is_checked_like_any_file(
-    upgraded: DataPaths, zips: dict[str, Path]
+@pytest.mark.parametrize("replacement", ["not a zip", "another 1.0.0"])
+def test_a_kept_archive_changed_on_disk_is_not_rolled_back_to(
+    upgraded: DataPaths, zips: dict[str, Path], tmp_path: Path, replacement: str
 ) -> None:
     archive = upgraded.kept_archive(sha256_of(zips["1.0.0"].read_bytes()))
-    archive.write_bytes(b"no longer a zip")
+    if replacement == "not a zip":
+        archive.write_bytes(b"no longer a zip")
+    else:  # a valid zip of the same version, with a file the kept one did not have
+        other = build_notes(tmp_path / "other", "1.0.0", files={"added.txt": b"not kept"})
+        archive.write_bytes(other.read_bytes())
     with open_data_folder(upgraded) as registry:
         before = snapshot(registry)
         record = Installer(registry).rollback(NOTES)
         assert record.status == "FAILED"
-        assert record.error is not None and "not a zip archive" in record.error
+        assert record.error == (
+            f"The kept archive of Notes 1.0.0 ({archive}) was changed after it was kept, so it "
+            "cannot be rolled back to. Nothing was changed; install 1.0.0 from its zip file "
+            "instead."
+        )
         assert snapshot(registry) == before
 
 
