@@ -96,8 +96,7 @@ class ConfirmDialog(QDialog):
             "Contents:", _label(f"{plan.file_count} files, {format_size(plan.total_bytes)}")
         )
         if plan.kind == OperationKind.ROLLBACK:
-            kept_from = plan.origin or "the file it was installed from"
-            form.addRow("File:", _label(f"The copy kept of {kept_from}"))
+            form.addRow("File:", _label(f"Kept copy of {plan.origin or 'the version then'}"))
         else:
             form.addRow("File:", _label(plan.origin or str(plan.archive_path)))
         if plan.origin_source:

@@ -128,6 +128,7 @@ class DetailsPane(QWidget):
         self.name_label.setFont(name_font)
         self.state_label = QLabel()
         self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.state_label.setWordWrap(True)
 
         heading_text = QVBoxLayout()
         heading_text.addWidget(self.name_label)

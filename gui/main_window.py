@@ -177,8 +177,8 @@ class MainWindow(QMainWindow):
         # measure rows on every layout, which costs tens of milliseconds with many extensions.
         metrics = self.table.fontMetrics()
         samples = {
-            VERSION: "10.10.10-beta.10",
-            AVAILABLE: "10.10.10 available",
+            VERSION: "10.10.10-rc.1",
+            AVAILABLE: "10.1.0 available",
             ENABLED: "Enabled",
             INSTALLED: "2026-12-31 23:59",
         }
@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, metrics.horizontalAdvance(sample) + 24)
         self.table.setColumnHidden(IDENTIFIER, True)
+        # Shown once a check for updates has found something to say.
+        self.table.setColumnHidden(AVAILABLE, True)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
         self.empty_label = QLabel(EMPTY_STATE_TEXT)
@@ -709,6 +711,7 @@ class MainWindow(QMainWindow):
         checks = self.update_checks
         self._on_check_ended()
         self.extensions_model.set_updates(checks.by_extension(), complete=checks.complete)
+        self.table.setColumnHidden(AVAILABLE, checks.unreadable)
         self.updates_bar.show_report(checks)
         self._show_details(self.selected_record())
 

@@ -24,12 +24,13 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -41,22 +42,19 @@ from registry.store import Preferences, Registry, SourceRecord
 from registry.versions import describe_age
 
 GIB = 1024**3
-KIND_WORDS = {"FOLDER": "A folder of extension zips", "INDEX": "An index of extensions"}
-LocationRole = Qt.ItemDataRole.UserRole + 1
+KIND_WORDS = {"FOLDER": "Folder", "INDEX": "Index"}
+COLUMNS = ("Location", "Kind", "Last check")
+LOCATION, KIND, LAST_CHECK = range(len(COLUMNS))
+KindRole = Qt.ItemDataRole.UserRole + 1
 
 
-def source_tooltip(kind: str, source: SourceRecord | None) -> str:
-    """What the list says about a source when pointed at: its kind and its last check."""
-    words = KIND_WORDS.get(kind, kind)
+def last_check_words(source: SourceRecord | None) -> str:
     if source is None:
-        return f"{words}. It is added when you press OK."
+        return "Added with OK"
     if source.checked_at is None:
-        checked = "Not checked yet."
-    else:
-        checked = f"Last checked {describe_age(source.checked_at)}."
-    if source.last_error:
-        checked += f" That check failed: {source.last_error}"
-    return f"{words}, added {describe_age(source.added_at)}. {checked}"
+        return "Never"
+    failed = "Failed " if source.last_error else ""
+    return f"{failed}{describe_age(source.checked_at)}".capitalize()
 
 
 class SourcesDialog(QDialog):
@@ -72,13 +70,17 @@ class SourcesDialog(QDialog):
         self.stored_sources = {source.location: source for source in registry.list_sources()}
         self.stored_preferences = registry.preferences()
 
-        self.sources_list = QListWidget()
+        self.sources_list = QTreeWidget()
         self.sources_list.setObjectName("sourcesList")
         self.sources_list.setAccessibleName("Update sources")
+        self.sources_list.setHeaderLabels(COLUMNS)
+        self.sources_list.setRootIsDecorated(False)
         self.sources_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.sources_list.itemSelectionChanged.connect(self._update_remove_button)
-        for location, source in self.stored_sources.items():
-            self._add_item(location, source.kind, source)
+        header = self.sources_list.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(LOCATION, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(KIND, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(LAST_CHECK, QHeaderView.ResizeMode.ResizeToContents)
 
         self.address_edit = QLineEdit()
         self.address_edit.setObjectName("sourceAddress")
@@ -97,6 +99,9 @@ class SourcesDialog(QDialog):
         self.remove_button.setAutoDefault(False)
         self.remove_button.setAccessibleName("Remove the selected source")
         self.remove_button.clicked.connect(self.remove_selected)
+        for location, source in self.stored_sources.items():
+            self._add_item(location, source.kind, source)
+        self.sources_list.itemSelectionChanged.connect(self._update_remove_button)
 
         self.error_label = QLabel()
         self.error_label.setObjectName("sourceError")
@@ -149,8 +154,9 @@ class SourcesDialog(QDialog):
 
         preferences_box = QGroupBox("Preferences")
         preferences_form = QFormLayout(preferences_box)
+        preferences_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         preferences_form.addRow("Keep earlier versions:", self.keep_versions_spin)
-        preferences_form.addRow("Within:", self.keep_size_spin)
+        preferences_form.addRow("Using at most:", self.keep_size_spin)
         preferences_form.addRow(keep_hint)
         preferences_form.addRow(self.check_at_launch_box)
 
@@ -167,22 +173,29 @@ class SourcesDialog(QDialog):
         layout.addWidget(preferences_box)
         layout.addWidget(self.buttons)
         self._update_remove_button()
+        # Most often the person has a folder or an address to type.
+        self.address_edit.setFocus()
 
     # -- the list --------------------------------------------------------------------------------
 
     def locations(self) -> dict[str, str]:
         """The sources as they will be after OK: location -> kind."""
-        items = [self.sources_list.item(row) for row in range(self.sources_list.count())]
-        return {item.data(LocationRole): item.data(Qt.ItemDataRole.UserRole) for item in items}
+        items = [
+            self.sources_list.topLevelItem(row)
+            for row in range(self.sources_list.topLevelItemCount())
+        ]
+        return {
+            item.text(LOCATION): item.data(LOCATION, KindRole) for item in items if item is not None
+        }
 
     def _add_item(self, location: str, kind: str, source: SourceRecord | None) -> None:
-        item = QListWidgetItem(location)
-        item.setData(LocationRole, location)
-        item.setData(Qt.ItemDataRole.UserRole, kind)
-        item.setToolTip(source_tooltip(kind, source))
+        item = QTreeWidgetItem([location, KIND_WORDS.get(kind, kind), last_check_words(source)])
+        item.setData(LOCATION, KindRole, kind)
+        item.setToolTip(LOCATION, location)
         if source is not None and source.last_error:
-            item.setForeground(QBrush(colors.error_color(self.palette())))
-        self.sources_list.addItem(item)
+            item.setToolTip(LAST_CHECK, source.last_error)
+            item.setForeground(LAST_CHECK, QBrush(colors.error_color(self.palette())))
+        self.sources_list.addTopLevelItem(item)
         self.sources_list.setCurrentItem(item)
 
     def add(self, text: str) -> bool:
@@ -223,7 +236,7 @@ class SourcesDialog(QDialog):
 
     def remove_selected(self) -> None:
         for item in self.sources_list.selectedItems():
-            self.sources_list.takeItem(self.sources_list.row(item))
+            self.sources_list.takeTopLevelItem(self.sources_list.indexOfTopLevelItem(item))
         self._update_remove_button()
 
     def _update_remove_button(self) -> None:

@@ -52,8 +52,9 @@ def available_words(item: ExtensionUpdates | None, *, complete: bool = True) -> 
     if item.status == HELD:
         return f"Held ({item.withheld.version} available)" if item.withheld else "Held"
     if item.status == BLOCKED:
-        offer, reason = item.blocked[0]
-        return f"{offer.version} {reason}"
+        # The reason ("needs Extension Manager ≥ 3.1.0") is too long for a column: it is in
+        # the tooltip and the details.
+        return f"{item.blocked[0][0].version} does not fit"
     return "Up to date" if complete else "None found"
 
 
@@ -63,9 +64,10 @@ def update_details(item: ExtensionUpdates, *, complete: bool = True) -> list[str
     lines = []
     if item.offer is not None:
         lines.append(f"{item.offer.version} is available.")
+    elif item.status == HELD and item.withheld is not None:
+        lines.append(f"{item.withheld.version} is available, not offered while it is held.")
     elif item.status == HELD:
-        withheld = f"{item.withheld.version} is available, but " if item.withheld else ""
-        lines.append(f"Held: {withheld}no update is offered until you release it.")
+        lines.append("Nothing is offered while it is held.")
     elif complete:
         lines.append(f"{item.installed_version} is the newest version that fits.")
     else:

@@ -155,17 +155,19 @@ class KeptVersionsView(QTableView):
         self.setWordWrap(False)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.verticalHeader().hide()
+        rows = self.verticalHeader()
+        rows.hide()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(KEPT_FROM, QHeaderView.ResizeMode.Stretch)
         model.modelReset.connect(self._fit_height)
 
     def _fit_height(self) -> None:
-        rows = self.model().rowCount()
-        height = self.horizontalHeader().sizeHint().height() + 2 * self.frameWidth()
-        height += sum(self.sizeHintForRow(row) for row in range(rows))
-        self.setFixedHeight(height)
+        # Rows of the style's fixed height: known before the view is laid out or shown.
+        rows = self.model().rowCount() * self.verticalHeader().defaultSectionSize()
+        header = self.horizontalHeader().sizeHint().height()
+        self.setFixedHeight(header + rows + 2 * self.frameWidth())
 
 
 class VersionsSection(QWidget):
@@ -202,8 +204,14 @@ class VersionsSection(QWidget):
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Origin:", self.origin_label)
         form.addRow("Source:", self.source_label)
-        form.addRow("Update:", _beside(self.update_label, self.update_button))
-        form.addRow("Hold:", _beside(self.hold_label, self.hold_button))
+        form.addRow("Update:", self.update_label)
+        form.addRow("Hold:", self.hold_label)
+        # Under the form, not beside its values: a wrapped value nested beside a button is
+        # given too little height by the form layout.
+        actions = QHBoxLayout()
+        actions.addWidget(self.update_button)
+        actions.addWidget(self.hold_button)
+        actions.addStretch(1)
 
         self.kept_model = KeptVersionsModel()
         self.kept_view = KeptVersionsView(self.kept_model)
@@ -218,6 +226,7 @@ class VersionsSection(QWidget):
         layout.setContentsMargins(0, 8, 0, 0)
         layout.addWidget(heading)
         layout.addLayout(form)
+        layout.addLayout(actions)
         layout.addWidget(self.kept_view)
         layout.addLayout(rollback_line)
 
@@ -264,23 +273,10 @@ class VersionsSection(QWidget):
         self._held = record.held
         if record.held and record.held_at is not None:
             reason = record.hold_reason or "Held by you"
-            self.hold_label.setText(
-                f"Held {describe_age(record.held_at)}: {reason}. No update is offered until "
-                "you release it."
-            )
+            self.hold_label.setText(f"Held {describe_age(record.held_at)}: {reason}.")
             self.hold_button.setText("Release")
             self.hold_button.setToolTip("Offer updates for it again")
         else:
-            self.hold_label.setText("Not held: updates are offered when a check finds them.")
+            self.hold_label.setText("Not held: updates are offered.")
             self.hold_button.setText("Hold")
             self.hold_button.setToolTip("Offer no updates for it until you release it")
-
-
-def _beside(label: QLabel, button: QPushButton) -> QWidget:
-    """A value with the button that changes it on its right."""
-    holder = QWidget()
-    line = QHBoxLayout(holder)
-    line.setContentsMargins(0, 0, 0, 0)
-    line.addWidget(label, 1)
-    line.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
-    return holder
