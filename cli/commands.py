@@ -557,6 +557,10 @@ def run_command(args: argparse.Namespace, paths: DataPaths) -> ExitCode:
             return command.on_folder(args, paths)
         assert command.on_registry is not None
         with open_data_folder(paths) as registry:
+            turned_off = registry.launch.turned_off
+            if turned_off is not None and args.command != "status":
+                # Said once, by whichever command first runs on the new app version.
+                print(f"extension-manager: {runnable(turned_off)}", file=sys.stderr)
             return command.on_registry(args, registry)
     except UserFacingError as error:
         message = _one_line(error)

@@ -233,6 +233,8 @@ class _Swap:
     target: Path | None = None
     trash: Path | None = None
     swapped: bool = False
+    # An archive this operation put in archives/: garbage if the operation does not commit.
+    new_archive: Path | None = None
 
 
 def extension_values(
@@ -516,6 +518,8 @@ class Installer:
         self._check_cancel(cancel)
 
         progress.step("Putting the new version in place", archive_sha256=digest)
+        if not self.registry.paths.kept_archive(digest).exists():
+            swap.new_archive = self.registry.paths.kept_archive(digest)
         kept = keep_archive(self.registry, copy, digest)
         target = self.registry.paths.extensions / plan.manifest.id
         swap.target = target
@@ -833,6 +837,7 @@ class Installer:
         if swap.swapped:
             self._undo_swap(swap)
         self._clean_staging(install_id)
+        self._drop_new_archive(swap)
         cancelled = isinstance(error, InstallCancelledError)
         status = OperationStatus.CANCELLED if cancelled else OperationStatus.FAILED
         try:
@@ -883,6 +888,18 @@ class Installer:
         except OSError:
             # The next launch's recovery finds the trash and finishes putting it back.
             log.exception("could not undo the swap of %s", swap.target)
+
+    def _drop_new_archive(self, swap: _Swap) -> None:
+        archive = swap.new_archive
+        if archive is None:
+            return
+        try:
+            if not any(
+                kept.archive_sha256 == archive.stem for kept in self.registry.list_kept_versions()
+            ):
+                archive.unlink(missing_ok=True)
+        except (OSError, RegistryError):
+            log.warning("could not remove %s; the doctor reports it", archive, exc_info=True)
 
     def _clean_staging(self, install_id: int) -> None:
         staging = staging_dir_for(self.registry, install_id)

@@ -171,7 +171,7 @@ def read_source(
             for record in scan_folder(folder, registry, limits)
             if record.problem is None
         ]
-    return _offers_from_index(fetch_index(source.location), source.location)
+    return offers_from_index(fetch_index(source.location), source.location)
 
 
 def _offer_from_file(record: SourceFileRecord, source: str) -> Offer:
@@ -281,21 +281,32 @@ def fetch_index(url: str) -> dict[str, Any]:
     return dict(document)
 
 
-def _offers_from_index(document: dict[str, Any], url: str) -> list[Offer]:
-    return [
-        Offer(
-            extension_id=entry["id"],
-            version=entry["version"],
-            size=entry["size"],
-            sha256=entry["sha256"],
-            url=urllib.parse.urljoin(url, entry["url"]),
-            source=url,
-            name=entry.get("name", ""),
-            min_app_version=entry.get("min_app_version"),
-            max_app_version=entry.get("max_app_version"),
+def offers_from_index(document: dict[str, Any], url: str) -> list[Offer]:
+    """The index's entries, with their URLs made absolute. An index on a web server may only
+    point at web addresses: one that names a ``file://`` path (or anything else) would make the
+    app read files of this computer on a stranger's say-so, so such entries are skipped."""
+    remote = urllib.parse.urlsplit(url).scheme.lower() in ("http", "https")
+    allowed = ("http", "https") if remote else ("http", "https", "file")
+    offers = []
+    for entry in document["extensions"]:
+        location = urllib.parse.urljoin(url, entry["url"])
+        if urllib.parse.urlsplit(location).scheme.lower() not in allowed:
+            log.warning("index %s: skipped %s, which is not a web address", url, location)
+            continue
+        offers.append(
+            Offer(
+                extension_id=entry["id"],
+                version=entry["version"],
+                size=entry["size"],
+                sha256=entry["sha256"],
+                url=location,
+                source=url,
+                name=entry.get("name", ""),
+                min_app_version=entry.get("min_app_version"),
+                max_app_version=entry.get("max_app_version"),
+            )
         )
-        for entry in document["extensions"]
-    ]
+    return offers
 
 
 def _open_url(url: str, offset: int = 0) -> Any:

@@ -29,6 +29,7 @@ from registry.sources import (
     classify,
     fetch_index,
     index_schema_path,
+    offers_from_index,
     write_index,
 )
 from registry.startup import open_data_folder
@@ -690,3 +691,32 @@ def test_a_zip_gone_from_the_server_and_a_server_that_never_answers(
         "again; everything installed keeps working meanwhile.",
     )
     assert report.available == []
+
+
+def test_an_index_on_a_web_server_cannot_point_at_files_of_this_computer(tmp_path: Path) -> None:
+    local = build_notes(tmp_path, "1.1.0")
+    entry = {
+        "id": NOTES,
+        "version": "1.1.0",
+        "size": local.stat().st_size,
+        "sha256": sha256_of(local.read_bytes()),
+    }
+    served = tmp_path / "served"
+    served.mkdir()
+    write_document(
+        served / "index.json",
+        {
+            "format": 1,
+            "extensions": [{**entry, "url": local.as_uri()}, {**entry, "url": "here.zip"}],
+        },
+    )
+    with serve_folder(served) as base:
+        offers = offers_from_index(fetch_index(base + "index.json"), base + "index.json")
+    assert [offer.url for offer in offers] == [base + "here.zip"]
+    # Read from this computer, the same index may name files on it.
+    local_index = write_document(
+        tmp_path / "index.json", {"format": 1, "extensions": [{**entry, "url": local.as_uri()}]}
+    )
+    assert [o.url for o in offers_from_index(fetch_index(local_index), local_index)] == [
+        local.as_uri()
+    ]

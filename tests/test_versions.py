@@ -383,16 +383,6 @@ def test_a_kept_version_that_no_longer_fits_the_app_is_not_rolled_back_to(
         assert snapshot(registry) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "registry/installer.py Installer._execute puts the new archive in archives/ "
-        "(keep_archive) before the swap and the commit, and _fail does not take it out again: "
-        "an install that fails after that point leaves an archive no kept version refers to, "
-        "which no later launch removes (recovery only does when it recovered an interrupted "
-        "operation)"
-    ),
-)
 def test_an_install_that_fails_at_its_commit_leaves_no_archive_behind(
     paths: DataPaths, zips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
