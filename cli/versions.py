@@ -295,6 +295,12 @@ def _report_problems(report: UpdateReport) -> None:
         print(f"extension-manager: {runnable(problem)}", file=sys.stderr)
 
 
+NO_SOURCES = (
+    "There are no update sources. Add a folder of zips or an index first, for example "
+    "'extension-manager sources add ~/extensions'."
+)
+
+
 def _none_answered(registry: Registry, report: UpdateReport) -> bool:
     return bool(report.problems) and len(report.problems) >= len(registry.list_sources())
 
@@ -303,10 +309,7 @@ def updates_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     from registry.sources import check_updates
 
     if not registry.list_sources():
-        return fail(
-            "There are no update sources. Add a folder of zips or an index first, for example "
-            "'extension-manager sources add ~/extensions'."
-        )
+        return fail(NO_SOURCES)
     report = check_updates(registry)
     # Each source that could not be read is one line on stderr, which is all there is to say
     # when none could be.
@@ -334,10 +337,7 @@ def update_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     if refused is not None:
         return refused
     if not registry.list_sources():
-        return fail(
-            "There are no update sources. Add a folder of zips or an index first, for example "
-            "'extension-manager sources add ~/extensions'."
-        )
+        return fail(NO_SOURCES)
     report = check_updates(registry)
     _report_problems(report)
     if _none_answered(registry, report):
