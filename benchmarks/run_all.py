@@ -292,8 +292,8 @@ def bench_migration(work: Path, runs: int) -> Result:
 
 
 def bench_download(work: Path, runs: int, size_mib: int) -> list[Result]:
-    """An update's download step (size and SHA-256 checked as the bytes come, flushed to the
-    disk) vs a plain urllib download of the same file, both from a loopback HTTP server."""
+    """An update's download step (size and SHA-256 checked as the bytes come) vs a plain urllib
+    download of the same file, both from a loopback HTTP server."""
     import hashlib
     import socket
     import urllib.request
@@ -349,8 +349,8 @@ def bench_download(work: Path, runs: int, size_mib: int) -> list[Result]:
     kept = _kept_archive_share(work, archive)
     return [
         Result(
-            f"Download of a {mib:.0f} MiB zip from a loopback HTTP server (size and SHA-256 checked) "
-            f"vs urllib: {mib / app_s:.0f} vs {mib / floor_s:.0f} MiB/s",
+            f"Download of a {mib:.0f} MiB zip from a loopback HTTP server (size and SHA-256 "
+            f"checked) vs urllib: {mib / app_s:.0f} vs {mib / floor_s:.0f} MiB/s",
             app_s * 1000,
             floor_s * 1000,
             "ms",
