@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 import random
@@ -368,8 +369,9 @@ class Usage:
     leftovers: tuple[str, ...]
 
 
-# What belongs in the data folder whatever happened: the database, its lock, the backups, and
-# the three working folders (which must be empty between operations).
+# What belongs in the data folder whatever happened: the database, its lock, the backups, the
+# kept archives (checked on their own: bounded by the preferences), and the three working
+# folders (which must be empty between operations).
 STANDING = frozenset(
     {
         "registry.db",
@@ -379,6 +381,7 @@ STANDING = frozenset(
         "registry.lock.gate",
         "registry.reserve",
         "backups",
+        "archives",
     }
 )
 WORK_FOLDERS = frozenset({"extensions", "staging", "trash"})
@@ -452,6 +455,11 @@ def test_hundreds_of_install_upgrade_uninstall_cycles_leak_nothing(
         record_property(key, value)
 
     assert before.leftovers == after.leftovers == ()
+    # Every cycle keeps the two archives again, and no more: one file per content.
+    kept = sorted(path.name for path in registry.paths.archives.iterdir())
+    assert kept == sorted(
+        f"{hashlib.sha256(z.read_bytes()).hexdigest()}.zip" for z in (first, second)
+    )
     assert after.fds - before.fds <= 5
     assert after.threads - before.threads <= 2
     assert after.os_threads - before.os_threads <= 2
