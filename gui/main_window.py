@@ -209,17 +209,13 @@ class MainWindow(QMainWindow):
         self.install_button.setAccessibleName("Install extensions from .zip files")
         self.install_button.setToolTip("Or drop .zip files anywhere on the window (Ctrl+O)")
         self.install_button.clicked.connect(self.choose_files)
-        self.check_button = QPushButton("Check for updates")
-        self.check_button.setAccessibleName("Check the update sources for newer versions")
-        self.check_button.setToolTip("Look in the update sources for newer versions (Ctrl+U)")
-        self.check_button.clicked.connect(self.check_for_updates)
         filter_line = QHBoxLayout()
         filter_line.addWidget(self.filter_edit, 1)
-        filter_line.addWidget(self.check_button)
         filter_line.addWidget(self.install_button)
         list_layout.addLayout(filter_line)
         self._build_update_actions()
         self.updates_bar = UpdatesBar(
+            self.check_updates_action,
             self.show_updates_action,
             self.update_action,
             self.update_all_action,
@@ -298,6 +294,7 @@ class MainWindow(QMainWindow):
         self.resize(960, 600)
         self.restore_geometry()
         self.refresh(initial_extensions)
+        self._show_update_state()
         self.show_launch_notes(registry.launch.messages())
 
     # -- menus and shortcuts ---------------------------------------------------------------------
@@ -306,6 +303,7 @@ class MainWindow(QMainWindow):
         """The actions the updates bar shows too (made before it, the menus come later)."""
         self.check_updates_action = QAction("Check for &updates", self)
         self.check_updates_action.setShortcut(QKeySequence("Ctrl+U"))
+        self.check_updates_action.setToolTip("Look in the update sources for newer versions")
         self.check_updates_action.triggered.connect(self.check_for_updates)
         self.sources_action = QAction("Update &sources and preferences…", self)
         self.sources_action.setShortcut(QKeySequence("Ctrl+,"))
@@ -694,22 +692,29 @@ class MainWindow(QMainWindow):
             return
         self.update_checks.check()
 
+    def _show_update_state(self) -> None:
+        """The updates bar once there is something to say: a source to check, or a check."""
+        checks = self.update_checks
+        if checks.running:
+            self.updates_bar.show_checking()
+        elif checks.report is not None:
+            self.updates_bar.show_report(checks)
+        elif self.registry.list_sources():
+            self.updates_bar.show_not_checked()
+        else:
+            self.updates_bar.hide()
+
     def _on_check_started(self) -> None:
         self.check_updates_action.setEnabled(False)
-        self.check_button.setEnabled(False)
         self.updates_bar.show_checking()
 
     def _on_check_failed(self, message: str) -> None:
-        self._on_check_ended()
-        self.updates_bar.show_failure(message)
-
-    def _on_check_ended(self) -> None:
         self.check_updates_action.setEnabled(True)
-        self.check_button.setEnabled(True)
+        self.updates_bar.show_failure(message)
 
     def _on_updates_reported(self, _report: object) -> None:
         checks = self.update_checks
-        self._on_check_ended()
+        self.check_updates_action.setEnabled(True)
         self.extensions_model.set_updates(checks.by_extension(), complete=checks.complete)
         self.table.setColumnHidden(AVAILABLE, checks.unreadable)
         self.updates_bar.show_report(checks)
@@ -773,6 +778,7 @@ class MainWindow(QMainWindow):
         )
         # Fewer kept versions may leave less to roll back to.
         self.refresh()
+        self._show_update_state()
 
     def uninstall(self, extension_id: str) -> None:
         record = self.registry.get_extension(extension_id)

@@ -205,11 +205,15 @@ def _tool_button(action: QAction) -> QToolButton:
 
 
 class UpdatesBar(QFrame):
-    """Above the list once a check has started: what it found, in plain words (a source that
-    could not be read included), and the Updates view and update actions."""
+    """Above the list: what the last check found, in plain words (a source that could not be
+    read included), and the actions that fit: check, the Updates view, update.
+
+    Two short lines of buttons rather than one long one: at twice the scale the window must
+    still fit a small laptop's screen, and the list's side is the narrow one."""
 
     def __init__(
         self,
+        check: QAction,
         show_updates: QAction,
         update_selected: QAction,
         update_all: QAction,
@@ -219,62 +223,56 @@ class UpdatesBar(QFrame):
         super().__init__(parent)
         self.setObjectName("updatesBar")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.status_label = QLabel()
-        self.status_label.setObjectName("updatesStatus")
-        self.status_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.status_label.setWordWrap(True)
-        self.status_label.setAccessibleName("What the last check for updates found")
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.problems_label = QLabel()
-        self.problems_label.setObjectName("updatesProblems")
-        self.problems_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.problems_label.setWordWrap(True)
+        self.status_label = _wrapping_label("updatesStatus", "What the check for updates found")
+        self.problems_label = _wrapping_label("updatesProblems", "Sources that could not be read")
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.problems_label.setAccessibleName("Sources that could not be read")
         self.problems_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
-        self.problems_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.problems_label.hide()
 
+        self.check_button = _tool_button(check)
         self.show_updates_button = _tool_button(show_updates)
+        self.sources_button = _tool_button(edit_sources)
+        self._choices = (self.check_button, self.show_updates_button, self.sources_button)
+        status_line = QHBoxLayout()
+        status_line.addWidget(self.status_label, 1)
+        for button in self._choices:
+            status_line.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+
         self.update_button = _tool_button(update_selected)
         self.update_all_button = _tool_button(update_all)
-        self.sources_button = _tool_button(edit_sources)
-        buttons = QHBoxLayout()
-        buttons.setContentsMargins(0, 0, 0, 0)
-        buttons.addWidget(self.show_updates_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.sources_button)
-        buttons.addWidget(self.update_button)
-        buttons.addWidget(self.update_all_button)
+        self.update_line = QWidget()
+        update_layout = QHBoxLayout(self.update_line)
+        update_layout.setContentsMargins(0, 0, 0, 0)
+        update_layout.addStretch(1)
+        update_layout.addWidget(self.update_button)
+        update_layout.addWidget(self.update_all_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.setSpacing(4)
-        layout.addWidget(self.status_label)
+        layout.addLayout(status_line)
         layout.addWidget(self.problems_label)
-        layout.addLayout(buttons)
+        layout.addWidget(self.update_line)
         self.hide()
 
+    def show_not_checked(self) -> None:
+        self._show(
+            "Newer versions are looked for in the update sources only when you ask.",
+            self.check_button,
+        )
+
     def show_checking(self) -> None:
-        self.status_label.setText("Checking the update sources for newer versions…")
-        self._show_problems(())
-        self._show_buttons(sources=False)
-        self.show()
+        self._show("Checking the update sources for newer versions…", None)
 
     def show_no_sources(self) -> None:
-        self.status_label.setText(
+        self._show(
             "There are no update sources yet. Add a folder of extension zips, or the address "
-            "of an index, to look for newer versions."
+            "of an index, to look for newer versions.",
+            self.sources_button,
         )
-        self._show_problems(())
-        self._show_buttons(sources=True)
-        self.show()
 
     def show_failure(self, message: str) -> None:
-        self.status_label.setText("The check for updates did not finish.")
-        self._show_problems((message,))
-        self._show_buttons(sources=False)
-        self.show()
+        self._show("The check for updates did not finish.", self.check_button, (message,))
 
     def show_report(self, checks: UpdateChecks) -> None:
         report = checks.report
@@ -282,24 +280,46 @@ class UpdatesBar(QFrame):
             return
         when = f" (checked at {checks.checked_at:%H:%M})" if checks.checked_at else ""
         if checks.unreadable:
-            self.status_label.setText(
-                f"No update source could be read, so nothing is known about updates{when}."
+            self._show(
+                f"No update source could be read, so nothing is known about updates{when}.",
+                self.check_button,
+                report.problems,
             )
         else:
-            self.status_label.setText(f"{summary(report)}{when}.")
-        self._show_problems(report.problems)
-        self._show_buttons(sources=checks.unreadable)
-        self.show()
+            self._show(
+                f"{summary(report)}{when}.",
+                self.show_updates_button,
+                report.problems,
+                updates=True,
+            )
 
-    def _show_problems(self, problems: tuple[str, ...]) -> None:
+    def _show(
+        self,
+        text: str,
+        choice: QToolButton | None,
+        problems: tuple[str, ...] = (),
+        *,
+        updates: bool = False,
+    ) -> None:
+        """``choice``: the one button beside the text; ``updates``: the update buttons too."""
+        self.status_label.setText(text)
         self.problems_label.setText("\n".join(problems))
         self.problems_label.setVisible(bool(problems))
+        for button in self._choices:
+            button.setVisible(button is choice)
+        self.update_line.setVisible(updates)
+        self.show()
 
-    def _show_buttons(self, *, sources: bool) -> None:
-        """The sources button where a source is what is missing, else the update actions."""
-        self.sources_button.setVisible(sources)
-        for button in (self.show_updates_button, self.update_button, self.update_all_button):
-            button.setVisible(not sources)
+
+def _wrapping_label(name: str, accessible_name: str) -> QLabel:
+    label = QLabel()
+    label.setObjectName(name)
+    label.setAccessibleName(accessible_name)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    # As wide as the bar lets it be, never wider: the window keeps its minimum width.
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
 
 
 def summary(report: UpdateReport) -> str:

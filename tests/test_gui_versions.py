@@ -115,7 +115,7 @@ def check_for_updates(qtbot: QtBot, window: MainWindow) -> None:
     """Ctrl+U, then wait until the check has reported."""
     shortcut(qtbot, window.table, Qt.Key.Key_U)
     qtbot.waitUntil(lambda: not window.update_checks.busy, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window.check_button.isEnabled(), timeout=WAIT_MS)
+    qtbot.waitUntil(window.check_updates_action.isEnabled, timeout=WAIT_MS)
 
 
 def answer_confirmation(qtbot: QtBot, window: MainWindow, key: Qt.Key) -> None:
@@ -531,15 +531,22 @@ def test_no_source_is_contacted_at_launch_unless_asked(
         qtbot.wait(500)  # whatever the window would do on its own, it has done by now
         assert not main_window.update_checks.running and main_window.update_checks.report is None
         assert registry.list_sources()[0].checked_at is None
-        assert not main_window.updates_bar.isVisible()
+        # The bar says how it works, and offers the check.
+        bar = main_window.updates_bar
+        assert "only when you ask" in bar.status_label.text()
+        assert bar.check_button.isVisible() and not bar.update_line.isVisible()
+        click(bar.check_button)
+        qtbot.waitUntil(lambda: update_column(main_window, NOTES) == "1.1.0 available")
+        assert bar.show_updates_button.isVisible() and bar.update_line.isVisible()
     finally:
         close_for_good(qtbot, main_window)
 
     registry.set_preferences(dataclasses.replace(registry.preferences(), check_at_launch=True))
+    checked = registry.list_sources()[0].checked_at
     main_window = open_window(qtbot, registry)
     try:
         qtbot.waitUntil(lambda: update_column(main_window, NOTES) == "1.1.0 available")
-        assert registry.list_sources()[0].checked_at is not None
+        assert registry.list_sources()[0].checked_at != checked
     finally:
         close_for_good(qtbot, main_window)
 
