@@ -56,8 +56,6 @@ def _plan_then_execute(
     if not args.yes:
         print("\n".join([*planned.describe(), *notes]), file=sys.stderr)
         if not ask(f"{planned.kind.verb}?"):
-            # An update's download goes with the operation the person declined.
-            _remove_staging(registry, install_id)
             return installer.decline(install_id)
     record: OperationRecord = _run_operation(
         registry,
@@ -67,14 +65,6 @@ def _plan_then_execute(
         args,
     )
     return record
-
-
-def _remove_staging(registry: Registry, install_id: int) -> None:
-    import shutil
-
-    from registry.recovery import staging_dir_for
-
-    shutil.rmtree(staging_dir_for(registry, install_id), ignore_errors=True)
 
 
 def _report(args: argparse.Namespace, records: list[OperationRecord]) -> ExitCode:

@@ -403,7 +403,8 @@ class Installer:
 
     def decline(self, install_id: int, refusal: str | None = None) -> OperationRecord:
         """End a planned operation the person said no to (CANCELLED), or that may not run
-        unattended (FAILED, with ``refusal`` saying why)."""
+        unattended (FAILED, with ``refusal`` saying why). An update's download goes with it."""
+        self._clean_staging(install_id)
         if refusal is None:
             self.registry.finish_operation(
                 install_id, OperationStatus.CANCELLED, str(InstallCancelledError())
@@ -427,14 +428,26 @@ class Installer:
         if install_id is None:
             install_id = self.begin(archive_path)
         planned = self.plan(install_id, archive_path, cancel)
+        return self._confirm_and_execute(planned, confirm, cancel, options)
+
+    def _confirm_and_execute(
+        self,
+        planned: InstallPlan | OperationRecord,
+        confirm: Confirm | None,
+        cancel: CancelToken | None,
+        options: InstallOptions | None = None,
+    ) -> OperationRecord:
+        """The second half of every one-call operation: ask ``confirm`` (None: unattended,
+        where ``options``, if given, say whether a reinstall or downgrade may go ahead), then
+        execute or decline."""
         if not isinstance(planned, InstallPlan):
             return planned
         if confirm is None:
-            refusal = planned.refusal(options)
+            refusal = planned.refusal(options) if options is not None else None
             if refusal is not None:
-                return self.decline(install_id, refusal)
+                return self.decline(planned.install_id, refusal)
         elif not confirm(planned):
-            return self.decline(install_id)
+            return self.decline(planned.install_id)
         return self.execute(planned, cancel)
 
     def _plan(
@@ -707,7 +720,6 @@ class Installer:
             )
         else:
             return planned
-        self._clean_staging(install_id)
         return self.decline(install_id, refusal)
 
     def update(
@@ -722,12 +734,7 @@ class Installer:
         if install_id is None:
             install_id = self.begin_update(offer)
         planned = self.plan_update(install_id, offer, cancel)
-        if not isinstance(planned, InstallPlan):
-            return planned
-        if confirm is not None and not confirm(planned):
-            self._clean_staging(install_id)
-            return self.decline(install_id)
-        return self.execute(planned, cancel)
+        return self._confirm_and_execute(planned, confirm, cancel)
 
     # -- rollback --------------------------------------------------------------------------------
 
@@ -783,11 +790,7 @@ class Installer:
         if install_id is None:
             install_id = self.begin_rollback(extension_id)
         planned = self.plan_rollback(install_id, extension_id, to_version, cancel)
-        if not isinstance(planned, InstallPlan):
-            return planned
-        if confirm is not None and not confirm(planned):
-            return self.decline(install_id)
-        return self.execute(planned, cancel)
+        return self._confirm_and_execute(planned, confirm, cancel)
 
     # -- uninstall -------------------------------------------------------------------------------
 
