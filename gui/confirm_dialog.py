@@ -63,6 +63,7 @@ class ConfirmDialog(QDialog):
             ]
         self.notes_label = _label("\n".join(notes))
         self.notes_label.setObjectName("confirmNotes")
+        self.notes_label.setStyleSheet("padding: 6px; background-color: palette(alternate-base);")
         self.notes_label.setVisible(bool(notes))
 
         form = QFormLayout()

@@ -198,6 +198,8 @@ class DetailsPane(QWidget):
         content_layout.addWidget(self.versions)
         self.readme_view = ReadmeView()
         content_layout.addWidget(self.readme_view, 1)
+        # Without a README, the room left over stays below everything, not between the rows.
+        content_layout.addStretch(0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(content)

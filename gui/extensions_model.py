@@ -218,7 +218,7 @@ class ExtensionsModel(RecordTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = update_details(item, complete=self._updates_complete)
             if item.offer is not None:
-                lines.append(f"From the source {item.offer.source}")
+                lines.append(f"From the source {item.offer.source}.")
             if item.origin_note:
                 lines.append(item.origin_note)
             return "\n".join(lines)

@@ -213,15 +213,6 @@ class MainWindow(QMainWindow):
         filter_line.addWidget(self.filter_edit, 1)
         filter_line.addWidget(self.install_button)
         list_layout.addLayout(filter_line)
-        self._build_update_actions()
-        self.updates_bar = UpdatesBar(
-            self.check_updates_action,
-            self.show_updates_action,
-            self.update_action,
-            self.update_all_action,
-            self.sources_action,
-        )
-        list_layout.addWidget(self.updates_bar)
         list_layout.addWidget(self.list_stack)
 
         self.activity_view = ActivityView(registry, self.extensions_model.name_of)
@@ -277,10 +268,20 @@ class MainWindow(QMainWindow):
         self.install_panel.operation_finished.connect(self._on_operation_finished)
         self.install_panel.external_change.connect(self.refresh)
 
+        self._build_update_actions()
+        self.updates_bar = UpdatesBar(
+            self.check_updates_action,
+            self.show_updates_action,
+            self.update_action,
+            self.update_all_action,
+            self.sources_action,
+        )
+
         self.drop_area = QFrame()
         self.drop_area.setObjectName("dropArea")
         central_layout = QVBoxLayout(self.drop_area)
         central_layout.setContentsMargins(6, 6, 6, 0)
+        central_layout.addWidget(self.updates_bar)
         central_layout.addWidget(self.splitter, 1)
         central_layout.addWidget(self.install_panel)
         self.setCentralWidget(self.drop_area)
@@ -300,7 +301,7 @@ class MainWindow(QMainWindow):
     # -- menus and shortcuts ---------------------------------------------------------------------
 
     def _build_update_actions(self) -> None:
-        """The actions the updates bar shows too (made before it, the menus come later)."""
+        """The actions the updates bar shows too (made before it; the menus come later)."""
         self.check_updates_action = QAction("Check for &updates", self)
         self.check_updates_action.setShortcut(QKeySequence("Ctrl+U"))
         self.check_updates_action.setToolTip("Look in the update sources for newer versions")

@@ -188,7 +188,7 @@ class SourcesDialog(QDialog):
             item.text(LOCATION): item.data(LOCATION, KindRole) for item in items if item is not None
         }
 
-    def _add_item(self, location: str, kind: str, source: SourceRecord | None) -> None:
+    def _add_item(self, location: str, kind: str, source: SourceRecord | None) -> QTreeWidgetItem:
         item = QTreeWidgetItem([location, KIND_WORDS.get(kind, kind), last_check_words(source)])
         item.setData(LOCATION, KindRole, kind)
         item.setToolTip(LOCATION, location)
@@ -196,7 +196,7 @@ class SourcesDialog(QDialog):
             item.setToolTip(LAST_CHECK, source.last_error)
             item.setForeground(LAST_CHECK, QBrush(colors.error_color(self.palette())))
         self.sources_list.addTopLevelItem(item)
-        self.sources_list.setCurrentItem(item)
+        return item
 
     def add(self, text: str) -> bool:
         """Add a folder or an address to the list; False (and the reason under the address
@@ -211,7 +211,9 @@ class SourcesDialog(QDialog):
         if location in self.locations():
             self._show_error(f"{location} is in the list already.")
             return False
-        self._add_item(location, kind, self.stored_sources.get(location))
+        self.sources_list.setCurrentItem(
+            self._add_item(location, kind, self.stored_sources.get(location))
+        )
         self._hide_error()
         return True
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import colors
+from gui.labels import ElidedValue
 from gui.workers import WorkerPool
 from registry.store import Registry
 from registry.version import APP_VERSION
@@ -205,11 +206,11 @@ def _tool_button(action: QAction) -> QToolButton:
 
 
 class UpdatesBar(QFrame):
-    """Above the list: what the last check found, in plain words (a source that could not be
-    read included), and the actions that fit: check, the Updates view, update.
+    """Across the top of the window: what the last check found, in plain words (a source that
+    could not be read included), and the actions that fit: check, the Updates view, update.
 
-    Two short lines of buttons rather than one long one: at twice the scale the window must
-    still fit a small laptop's screen, and the list's side is the narrow one."""
+    One line of text and buttons, and one of problems: across the whole window rather than
+    above the list, so that at twice the scale it still fits a small laptop's screen."""
 
     def __init__(
         self,
@@ -224,8 +225,11 @@ class UpdatesBar(QFrame):
         self.setObjectName("updatesBar")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.status_label = _wrapping_label("updatesStatus", "What the check for updates found")
-        self.problems_label = _wrapping_label("updatesProblems", "Sources that could not be read")
-        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # One line, however many sources failed: what went wrong, shortened where it does not
+        # fit; the whole messages, with what to do, in its tooltip.
+        self.problems_label = ElidedValue(
+            "Sources that could not be read", Qt.TextElideMode.ElideRight
+        )
         self.problems_label.setStyleSheet(colors.style(colors.error_color(self.palette())))
         self.problems_label.hide()
 
@@ -233,41 +237,30 @@ class UpdatesBar(QFrame):
         self.show_updates_button = _tool_button(show_updates)
         self.sources_button = _tool_button(edit_sources)
         self._choices = (self.check_button, self.show_updates_button, self.sources_button)
-        status_line = QHBoxLayout()
-        status_line.addWidget(self.status_label, 1)
-        for button in self._choices:
-            status_line.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
-
         self.update_button = _tool_button(update_selected)
         self.update_all_button = _tool_button(update_all)
-        self.update_line = QWidget()
-        update_layout = QHBoxLayout(self.update_line)
-        update_layout.setContentsMargins(0, 0, 0, 0)
-        update_layout.addStretch(1)
-        update_layout.addWidget(self.update_button)
-        update_layout.addWidget(self.update_all_button)
+        status_line = QHBoxLayout()
+        status_line.addWidget(self.status_label, 1)
+        for button in (*self._choices, self.update_button, self.update_all_button):
+            status_line.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 6)
-        layout.setSpacing(4)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.setSpacing(2)
         layout.addLayout(status_line)
         layout.addWidget(self.problems_label)
-        layout.addWidget(self.update_line)
         self.hide()
 
     def show_not_checked(self) -> None:
-        self._show(
-            "Newer versions are looked for in the update sources only when you ask.",
-            self.check_button,
-        )
+        self._show("Not checked for updates yet.", self.check_button)
 
     def show_checking(self) -> None:
         self._show("Checking the update sources for newer versions…", None)
 
     def show_no_sources(self) -> None:
         self._show(
-            "There are no update sources yet. Add a folder of extension zips, or the address "
-            "of an index, to look for newer versions.",
+            "There are no update sources yet: add a folder of extension zips, or the address "
+            "of an index.",
             self.sources_button,
         )
 
@@ -285,13 +278,13 @@ class UpdatesBar(QFrame):
                 self.check_button,
                 report.problems,
             )
-        else:
-            self._show(
-                f"{summary(report)}{when}.",
-                self.show_updates_button,
-                report.problems,
-                updates=True,
-            )
+            return
+        unread = len(report.problems)
+        if unread:
+            when += f"; {unread} source{'s' if unread > 1 else ''} could not be read"
+        self._show(
+            f"{summary(report)}{when}.", self.show_updates_button, report.problems, updates=True
+        )
 
     def _show(
         self,
@@ -303,12 +296,20 @@ class UpdatesBar(QFrame):
     ) -> None:
         """``choice``: the one button beside the text; ``updates``: the update buttons too."""
         self.status_label.setText(text)
-        self.problems_label.setText("\n".join(problems))
+        self.problems_label.set_value(" ".join(first_sentence(problem) for problem in problems))
+        self.problems_label.setToolTip("\n\n".join(problems))
         self.problems_label.setVisible(bool(problems))
         for button in self._choices:
             button.setVisible(button is choice)
-        self.update_line.setVisible(updates)
+        self.update_button.setVisible(updates)
+        self.update_all_button.setVisible(updates)
         self.show()
+
+
+def first_sentence(message: str) -> str:
+    """ "Could not reach URL (refused)." of "Could not reach URL (refused). Check the ..." """
+    end = message.find(". ")
+    return message if end < 0 else message[: end + 1]
 
 
 def _wrapping_label(name: str, accessible_name: str) -> QLabel:
@@ -317,8 +318,11 @@ def _wrapping_label(name: str, accessible_name: str) -> QLabel:
     label.setAccessibleName(accessible_name)
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(True)
-    # As wide as the bar lets it be, never wider: the window keeps its minimum width.
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    # As wide as the bar lets it be, never wider: the window keeps its minimum width. As tall
+    # as its lines at that width (a new policy would drop the height-for-width of wrapping).
+    policy = QSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    policy.setHeightForWidth(True)
+    label.setSizePolicy(policy)
     return label
 
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -180,6 +181,8 @@ class VersionsSection(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("versionsSection")
+        # Only as tall as its rows: space the pane has to spare goes to the README.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.facts: VersionFacts | None = None
         self._held = False
 
@@ -233,7 +236,7 @@ class VersionsSection(QWidget):
     def show_facts(self, record: ExtensionRecord, facts: VersionFacts) -> None:
         self.facts = facts
         self.origin_label.set_value(record.origin or "Not recorded")
-        self.source_label.set_value(record.origin_source or "None: installed from a file")
+        self.source_label.set_value(record.origin_source or "None (installed from a file)")
         self._show_update(facts)
         self._show_hold(record)
         self.kept_model.set_facts(facts)

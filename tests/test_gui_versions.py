@@ -394,7 +394,8 @@ def test_sources_dialog_adds_typed_folders_refuses_others_and_cancels(
         picked.undo()
     first_item = dialog.sources_list.topLevelItem(0)
     assert first_item is not None and first_item.text(0) == str(first)
-    dialog.sources_list.setCurrentItem(first_item)
+    where = dialog.sources_list.visualItemRect(first_item).center()
+    QTest.mouseClick(dialog.sources_list.viewport(), Qt.MouseButton.LeftButton, pos=where)
     click(dialog.remove_button)
     assert list(dialog.locations()) == [str(second), str(third)]
     assert registry.list_sources()[0].location == str(first), "nothing is stored before OK"
@@ -458,11 +459,14 @@ def test_an_unreachable_source_is_said_plainly_and_the_window_stays_usable(
     check_for_updates(qtbot, window)
     bar = window.updates_bar
     assert bar.status_label.text().startswith("No update source could be read")
-    problems = bar.problems_label.text()
-    assert bar.problems_label.isVisible() and problems.startswith(f"Could not reach {address}")
-    assert "Traceback" not in problems and "Errno" not in problems
+    problem = registry.list_sources()[0].last_error
+    assert problem is not None and problem.startswith(f"Could not reach {address}")
+    assert "Traceback" not in problem and "Errno" not in problem
+    # What went wrong in the bar, what to do about it in its tooltip.
+    assert bar.problems_label.isVisible()
+    assert bar.problems_label.full_text() == problem[: problem.index(". ") + 1]
+    assert bar.problems_label.toolTip() == problem
     assert window.table.isColumnHidden(AVAILABLE), "nothing is known, so nothing is shown"
-    assert registry.list_sources()[0].last_error == problems
     # Everything else goes on working.
     click_row(window, NOTES)
     assert "no update source could be read" in window.details.versions.update_label.text()
@@ -533,11 +537,11 @@ def test_no_source_is_contacted_at_launch_unless_asked(
         assert registry.list_sources()[0].checked_at is None
         # The bar says how it works, and offers the check.
         bar = main_window.updates_bar
-        assert "only when you ask" in bar.status_label.text()
-        assert bar.check_button.isVisible() and not bar.update_line.isVisible()
+        assert bar.status_label.text() == "Not checked for updates yet."
+        assert bar.check_button.isVisible() and not bar.update_all_button.isVisible()
         click(bar.check_button)
         qtbot.waitUntil(lambda: update_column(main_window, NOTES) == "1.1.0 available")
-        assert bar.show_updates_button.isVisible() and bar.update_line.isVisible()
+        assert bar.show_updates_button.isVisible() and bar.update_all_button.isVisible()
     finally:
         close_for_good(qtbot, main_window)
 
