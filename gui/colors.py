@@ -11,6 +11,7 @@ ERROR_ON_LIGHT = QColor("#b3261e")
 ERROR_ON_DARK = QColor("#ffb4ab")
 SUCCESS_ON_LIGHT = QColor("#146c2e")
 SUCCESS_ON_DARK = QColor("#7fd99a")
+DISABLED_ON_DARK = "#80868b"
 
 
 def _channel(value: float) -> float:
@@ -86,6 +87,14 @@ def dark_palette() -> QPalette:
         (QPalette.ColorRole.Mid, "#3c4043"),
     ):
         palette.setColor(role, QColor(color))
+    # Greyed out where nothing can be done (a Roll back with nothing kept): as such themes do,
+    # and unlike the text of what can be pressed.
+    for role in (
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(DISABLED_ON_DARK))
     return palette
 
 
