@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
 from pytestqt.qtbot import QtBot
 
 from gui import messages
+from gui.confirm_dialog import ConfirmDialog
 from gui.extensions_model import AVAILABLE, NAME
 from gui.main_window import MainWindow
 from gui.sources_dialog import SourcesDialog
@@ -45,15 +46,24 @@ from tests.update_sources import NOTES, build_notes, free_port, serve_folder
 # (for every test), and a window on the test's registry, shown, and closed for good afterwards.
 application = window_tests.application
 window = window_tests.window
+STOP_AND_QUIT = "Stop and quit?"
 
 
 @pytest.fixture(autouse=True)
-def no_error_boxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """An error box would wait for a click nobody makes: record it and fail instead."""
+def no_unanswered_boxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A box nobody answers would hold the test up for good: an error box is recorded and
+    fails the test, and the question on closing a window with operations still running (a
+    failed test's) says yes; every other question is the real one."""
     shown: list[str] = []
     monkeypatch.setattr(
         messages, "show_error", lambda parent, title, text, details="": shown.append(text)
     )
+    real_ask = messages.ask
+
+    def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
+        return title == STOP_AND_QUIT or real_ask(parent, title, text, confirm_label)
+
+    monkeypatch.setattr(messages, "ask", ask)
     yield shown
     assert shown == []
 
@@ -194,11 +204,19 @@ def test_update_all_confirms_each_in_turn(
     assert window.show_updates_action.isChecked()
     assert window.extensions_model.rowCount() == 2
     click(window.updates_bar.update_all_button)
+    answered: list[ConfirmDialog] = []
     for _ in range(2):
-        qtbot.waitUntil(lambda: window.install_panel.confirm_dialog is not None, timeout=WAIT_MS)
-        answer_confirmation(qtbot, window, Qt.Key.Key_Return)
-        qtbot.waitUntil(lambda: window.install_panel.confirm_dialog is None, timeout=WAIT_MS)
+        # The next one may be up the moment the last is answered: told apart by identity.
+        qtbot.waitUntil(
+            lambda: window.install_panel.confirm_dialog not in (None, *answered),
+            timeout=WAIT_MS,
+        )
+        dialog = visible_confirm_dialog(qtbot, window)
+        answered.append(dialog)
+        focus_default_button(qtbot, dialog)
+        press(Qt.Key.Key_Return)
     wait_finished(qtbot, window, 2)
+    assert {dialog.plan.manifest.id for dialog in answered} == {NOTES, other}
     versions = {e.id: e.version for e in registry.list_extensions()}
     assert versions == {NOTES: "1.1.0", other: "1.0.1"}
     # Nothing is left to update: the Updates view is empty.
