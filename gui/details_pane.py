@@ -13,7 +13,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -25,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import colors
-from gui.labels import ElidedValue, value_label
+from gui.labels import ElidedValue, value_form, value_label
 from gui.version_details import VersionFacts, VersionsSection
 from registry.compatibility import misfit
 from registry.permissions import PERMISSIONS
@@ -153,9 +152,7 @@ class DetailsPane(QWidget):
         self.sha_label = ElidedValue("Archive SHA-256", Qt.TextElideMode.ElideRight)
         self.installed_label = value_label("Installed")
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form = value_form()
         form.addRow("Version:", self.version_label)
         form.addRow("Author:", self.author_label)
         form.addRow("Licence:", self.license_label)

@@ -1,10 +1,11 @@
-"""Labels for values in the details: text that wraps, and paths or hashes that cannot."""
+"""Labels for values in the details: text that wraps, and paths or hashes that cannot, and the
+form that holds them."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QGuiApplication, QResizeEvent
-from PySide6.QtWidgets import QLabel, QSizePolicy
+from PySide6.QtWidgets import QFormLayout, QLabel, QSizePolicy
 
 
 class ElidedValue(QLabel):
@@ -51,3 +52,12 @@ def value_label(name: str) -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setAccessibleName(name)
     return label
+
+
+def value_form() -> QFormLayout:
+    """Labels on the left, values taking the rest of the width and wrapping under their label
+    when the pane is too narrow for both."""
+    form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    return form

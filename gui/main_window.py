@@ -31,6 +31,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -765,11 +766,8 @@ class MainWindow(QMainWindow):
             self.sources_dialog.activateWindow()
             return
         dialog = SourcesDialog(self.registry, self.pool, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(self._on_sources_saved)
-        dialog.destroyed.connect(lambda: setattr(self, "sources_dialog", None))
-        self.sources_dialog = dialog
-        dialog.open()
+        self._open_dialog(dialog, "sources_dialog")
 
     def _on_sources_saved(self) -> None:
         self.statusBar().showMessage(
@@ -804,11 +802,8 @@ class MainWindow(QMainWindow):
         dialog = ConfigDialog(
             self.registry, self.pool, record, self.registry.get_config(extension_id), self
         )
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(lambda _id: self.refresh())
-        dialog.destroyed.connect(lambda: setattr(self, "config_dialog", None))
-        self.config_dialog = dialog
-        dialog.open()
+        self._open_dialog(dialog, "config_dialog")
 
     def open_folder(self, path: Path) -> None:
         def failed(reason: str) -> None:
@@ -828,12 +823,17 @@ class MainWindow(QMainWindow):
         from gui.doctor_dialog import DoctorDialog  # the doctor is rarely used: not at launch
 
         dialog = DoctorDialog(self.registry, self.pool, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.repaired.connect(self.refresh)
-        dialog.destroyed.connect(lambda: setattr(self, "doctor_dialog", None))
-        self.doctor_dialog = dialog
-        dialog.open()
+        self._open_dialog(dialog, "doctor_dialog")
         dialog.check()
+
+    def _open_dialog(self, dialog: QDialog, attribute: str) -> None:
+        """Open ``dialog`` window-modal, deleted when closed; the window's ``attribute`` holds
+        it while it is open (and says None afterwards)."""
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(lambda: setattr(self, attribute, None))
+        setattr(self, attribute, dialog)
+        dialog.open()
 
     def add_to_applications_menu(self) -> None:
         """Write the launcher and icons on a worker (it runs the desktop's cache tools), then

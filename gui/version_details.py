@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -28,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui import colors
-from gui.labels import ElidedValue, value_label
+from gui.labels import ElidedValue, value_form, value_label
 from gui.table_model import Index, RecordTableModel
 from gui.updates import UPDATE, UpdateChecks, update_details
 from registry.errors import UserFacingError
@@ -202,9 +201,7 @@ class VersionsSection(QWidget):
         self.hold_button.setObjectName("holdButton")
         self.hold_button.clicked.connect(lambda: self.hold_clicked.emit(not self._held))
 
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form = value_form()
         form.addRow("Origin:", self.origin_label)
         form.addRow("Source:", self.source_label)
         form.addRow("Update:", self.update_label)

@@ -190,10 +190,6 @@ def test_a_declined_update_changes_nothing_and_leaves_no_download(
     assert list(registry.paths.staging.iterdir()) == []
 
 
-@pytest.mark.skip(
-    reason="intermittent: in a full run the second confirmation sometimes never appears and the "
-    "test hangs; passes alone. To be fixed before it is relied on."
-)
 def test_update_all_confirms_each_in_turn(
     qtbot: QtBot, window: MainWindow, registry: Registry, tmp_path: Path
 ) -> None:
