@@ -1131,5 +1131,8 @@ def test_delete_asks_first_and_return_keeps_the_extension(
     answer_question("Uninstall")
     QTest.keyClick(window.table, Qt.Key.Key_Delete)
     qtbot.waitUntil(lambda: not installed(registry, WORDS), timeout=WAIT_MS)
+    # The uninstall's row finishes before the window closes: otherwise closing asks whether
+    # to stop it, and nobody is there to answer.
+    wait_finished(qtbot, window)
     assert not (registry.paths.extensions / WORDS).exists()
     assert registry.list_operations(limit=1)[0].kind == "UNINSTALL"
