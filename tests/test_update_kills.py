@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -238,9 +238,9 @@ def test_kill_9_during_a_rollback_leaves_one_version_complete(
         ]
 
 
-def wait_for(condition: object, what: str) -> None:
-    """Poll until ``condition()`` holds (a guard against hanging, not a timing assertion)."""
-    assert callable(condition)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll until ``condition()`` holds: it watches another process's files, which sends no
+    signal (the deadline guards against hanging; it is not a timing assertion)."""
     deadline = time.monotonic() + 60
     while not condition():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
