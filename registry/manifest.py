@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
+    from registry.requirements import VersionRange
+
 __all__ = [
     "BROWSER_ADD_ON",
     "MANIFEST_FORMAT",
@@ -47,6 +49,7 @@ __all__ = [
     "app_version_fits",
     "check_compatibility",
     "compatibility_requirement",
+    "is_extension_id",
     "parse_manifest",
     "schema_path",
 ]
@@ -104,7 +107,7 @@ _TEXT_FIELDS: Final[dict[str, frozenset[str]]] = {
 # are for editors; Python's `re.search` would let a trailing newline through them), so the
 # schema's own message for those rules is dropped rather than reported twice.
 _PYTHON_CHECKED_FIELDS: Final = frozenset(
-    {"id", "version", "min_app_version", "max_app_version", "homepage", "icon"}
+    {"id", "version", "min_app_version", "max_app_version", "homepage", "icon", "requires"}
 )
 # Fields checked entirely in Python, JSON type included: the schema calls 1.0 an integer, and
 # its minimum/maximum would repeat the sentence Python gives.
@@ -230,12 +233,20 @@ class Manifest:
     permissions: tuple[str, ...] = ()
     icon: str | None = None
     config: dict[str, ConfigValue] = field(default_factory=dict, hash=False)
+    # Other extensions this one needs, by id, with the versions it works with.
+    requires: dict[str, VersionRange] = field(default_factory=dict, hash=False)
     # The manifest format the file declares; None for a legacy manifest without one.
     manifest_version: int | None = None
     # Top-level keys this app does not know, in file order; kept so the UI can mention them.
     ignored_keys: tuple[str, ...] = ()
     # The whole parsed document, for storing alongside the install.
     raw: dict[str, object] = field(default_factory=dict, hash=False, repr=False)
+
+
+def is_extension_id(text: object) -> bool:
+    """Whether ``text`` is a valid extension id: lowercase reverse-DNS, at most
+    :data:`ID_MAX_CHARS` characters."""
+    return isinstance(text, str) and len(text) <= ID_MAX_CHARS and bool(_ID_RE.fullmatch(text))
 
 
 def schema_path() -> Traversable:
@@ -669,6 +680,34 @@ def _settings_problems(document: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _requires_problems(document: dict[str, Any]) -> list[Problem]:
+    """Each key of ``requires`` must be another extension's id, and its value a version range."""
+    from registry.requirements import VersionRange  # it imports this module
+
+    requires = document.get("requires")
+    if not isinstance(requires, dict):
+        return []
+    problems: list[Problem] = []
+    for key, text in requires.items():
+        where = ("requires", key)
+        if not is_extension_id(key):
+            problems.append(
+                (
+                    where,
+                    "is not an extension id: ids are lowercase reverse-DNS like "
+                    f"'example.my-tool', at most {ID_MAX_CHARS} characters",
+                )
+            )
+        elif key == document.get("id"):
+            problems.append((where, "is this extension's own id; an extension cannot need itself"))
+        if isinstance(text, str):
+            try:
+                VersionRange.parse(text)
+            except ValueError as exc:
+                problems.append((where, str(exc)))
+    return problems
+
+
 def _field_problems(document: dict[str, Any]) -> list[Problem]:
     """The rules the schema does not (or, for Python's regex engine, cannot) express exactly."""
     problems: list[Problem] = [
@@ -716,6 +755,7 @@ def _field_problems(document: dict[str, Any]) -> list[Problem]:
                 problems.append(((name,), "must not be blank"))
 
     problems.extend(_settings_problems(document))
+    problems.extend(_requires_problems(document))
 
     homepage = document.get("homepage")
     if isinstance(homepage, str) and not _homepage_ok(homepage):
@@ -842,6 +882,8 @@ def parse_manifest(data: bytes) -> Manifest:
     if problems:
         raise ManifestError(_ordered(problems))
 
+    from registry.requirements import VersionRange  # it imports this module
+
     known = _schema()["properties"]
     min_app = document.get("min_app_version")
     max_app = document.get("max_app_version")
@@ -859,6 +901,9 @@ def parse_manifest(data: bytes) -> Manifest:
         permissions=tuple(document.get("permissions", ())),
         icon=document.get("icon"),
         config=dict(document.get("config", {})),
+        requires={
+            key: VersionRange.parse(text) for key, text in document.get("requires", {}).items()
+        },
         manifest_version=declared,
         ignored_keys=tuple(key for key in document if key not in known),
         raw=document,
