@@ -71,6 +71,9 @@ class ExtensionInstall(BaseModel):
     download_bytes = peewee.IntegerField(null=True)
     download_total = peewee.IntegerField(null=True)
     settings_before = peewee.TextField(null=True)
+    from_member = peewee.TextField(null=True)
+    outer_sha256 = peewee.TextField(null=True)
+    inner_offers = peewee.TextField(null=True)
 
     class Meta:
         table_name = "extension_installs"
@@ -101,6 +104,17 @@ class KeptVersion(BaseModel):
     class Meta:
         table_name = "kept_versions"
         primary_key = peewee.CompositeKey("extension_id", "archive_sha256")
+
+
+class KeptSettings(BaseModel):
+    extension_id = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    version = peewee.TextField()
+    settings = peewee.TextField()
+    kept_at = peewee.TextField()
+
+    class Meta:
+        table_name = "kept_settings"
 
 
 class UpdateSource(BaseModel):
@@ -158,6 +172,7 @@ class BoundModels:
     source: type[UpdateSource]
     source_file: type[SourceFile]
     state: type[AppState]
+    kept_settings: type[KeptSettings]
 
 
 def bind_models(database: peewee.Database) -> BoundModels:
@@ -169,4 +184,5 @@ def bind_models(database: peewee.Database) -> BoundModels:
         source=_bound(UpdateSource, database),
         source_file=_bound(SourceFile, database),
         state=_bound(AppState, database),
+        kept_settings=_bound(KeptSettings, database),
     )

@@ -83,6 +83,35 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True, slots=True)
+class InnerOffer:
+    """An extension inside a refused archive: an inner zip, or a folder further down."""
+
+    member: str
+    extension_id: str
+    name: str
+    version: str
+
+    def payload(self) -> dict[str, str]:
+        return {
+            "member": self.member,
+            "id": self.extension_id,
+            "name": self.name,
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KeptSettingsRecord:
+    """The settings of an uninstalled extension, kept for when it is installed again."""
+
+    extension_id: str
+    name: str
+    version: str
+    settings: dict[str, Any]
+    kept_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class OperationRecord:
     install_id: int
     extension_id: str | None
@@ -107,10 +136,31 @@ class OperationRecord:
     download_bytes: int | None = None
     download_total: int | None = None
     settings_before: str | None = None
+    # Installed from inside another archive: the member's path and the outer file's sha256.
+    from_member: str | None = None
+    outer_sha256: str | None = None
+    # Refused because the extension is inside: what the archive offered (JSON), see ``offers``.
+    inner_offers: str | None = None
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def offers(self) -> tuple[InnerOffer, ...]:
+        """What a refused archive holds that could be installed from inside it."""
+        if not self.inner_offers:
+            return ()
+        try:
+            items = json.loads(self.inner_offers)
+            return tuple(
+                InnerOffer(
+                    str(item["member"]), str(item["id"]), str(item["name"]), str(item["version"])
+                )
+                for item in items
+            )
+        except (ValueError, TypeError, KeyError):
+            return ()
 
     @property
     def change(self) -> str:
@@ -954,6 +1004,10 @@ class Registry:
             settings = self._stored_values(values.id)
             self._remember_replaced(install_id, current, settings)
             self._write_extension_row(values, exists=current is not None)
+            # Installing the id again answers the settings kept at its uninstall: they were
+            # restored (``restore_settings``) or the person chose to start afresh.
+            kept_settings = self._models.kept_settings
+            kept_settings.delete().where(kept_settings.extension_id == values.id).execute()
             if restore_settings is not None:
                 configs.delete().where(configs.extension_id == values.id).execute()
                 defaults = values.manifest.get("config", {})
@@ -1032,15 +1086,50 @@ class Registry:
             ).execute()
 
     @_translate_errors
-    def commit_uninstall(self, install_id: int, extension_id: str) -> None:
-        """Forget the extension (its settings go with it) and complete the operation. Its kept
-        archives stay, with the settings it had, so that it can be brought back."""
-        extensions = self._models.extension
+    def commit_uninstall(
+        self, install_id: int, extension_id: str, *, keep_settings: bool = True
+    ) -> None:
+        """Forget the extension and complete the operation. Its kept archives stay. With
+        ``keep_settings`` the settings the person chose are kept for a later install of the
+        same id to offer back; without, they are gone, from the kept archives' records too."""
+        extensions, kept = self._models.extension, self._models.kept
+        kept_settings = self._models.kept_settings
         with self.database.atomic():
             current = extensions.get_or_none(extensions.id == extension_id)
-            self._remember_replaced(install_id, current, self._stored_values(extension_id))
+            settings = self._stored_values(extension_id)
+            self._remember_replaced(install_id, current, settings if keep_settings else {})
+            kept_settings.delete().where(kept_settings.extension_id == extension_id).execute()
+            if not keep_settings:
+                kept.update(settings="{}").where(kept.extension_id == extension_id).execute()
+            elif settings and current is not None:
+                kept_settings.insert(
+                    extension_id=extension_id,
+                    name=current.name,
+                    version=current.version,
+                    settings=json.dumps(settings, ensure_ascii=False),
+                    kept_at=utc_now(),
+                ).execute()
             extensions.delete().where(extensions.id == extension_id).execute()
             self.finish_operation(install_id, OperationStatus.COMPLETED)
+
+    @_translate_errors
+    def kept_settings(self, extension_id: str) -> KeptSettingsRecord | None:
+        """The settings kept when ``extension_id`` was uninstalled, if the person kept any."""
+        model = self._models.kept_settings
+        row = model.get_or_none(model.extension_id == extension_id)
+        if row is None:
+            return None
+        try:
+            values = json.loads(row.settings)
+        except ValueError:
+            values = {}
+        return KeptSettingsRecord(
+            row.extension_id,
+            row.name,
+            row.version,
+            values if isinstance(values, dict) else {},
+            row.kept_at,
+        )
 
     @_translate_errors
     def register_found(

@@ -40,7 +40,7 @@ from registry.lock import RegistryLock, prepare_registry
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
-from registry.vocabulary import OperationStatus
+from registry.vocabulary import OperationKind, OperationStatus
 from tests.conftest import FIXTURES, REPO_ROOT, run_app
 
 LATEST = latest_version()
@@ -661,7 +661,7 @@ def test_upgrade_from_v2_gives_cancelled_operations_their_own_status(v2_paths: D
     before = query(v2_paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
     with open_data_folder(v2_paths) as registry:
         report = registry.launch.migration
-        assert report is not None and (report.from_version, report.to_version) == (2, 4)
+        assert report is not None and (report.from_version, report.to_version) == (2, LATEST)
         operations = {op.install_id: op for op in registry.list_operations()}
         assert [op.status for _, op in sorted(operations.items())] == [
             "COMPLETED",
@@ -700,7 +700,7 @@ def test_upgrade_from_v3_keeps_everything_and_adds_versions_over_time(paths: Dat
     extensions_before = query(paths.database, "SELECT * FROM extensions ORDER BY id")
     with open_data_folder(paths) as registry:
         report = registry.launch.migration
-        assert report is not None and (report.from_version, report.to_version) == (3, 4)
+        assert report is not None and (report.from_version, report.to_version) == (3, LATEST)
         after = query(paths.database, "SELECT * FROM extension_installs ORDER BY install_id")
         assert [row[: len(before[0])] for row in after] == before
         extensions_after = query(paths.database, "SELECT * FROM extensions ORDER BY id")
@@ -730,6 +730,35 @@ def test_upgrade_from_v3_keeps_everything_and_adds_versions_over_time(paths: Dat
         registry.hold("example.hello-world", "testing")
         assert registry.get_extension("example.hello-world").held  # type: ignore[union-attr]
         assert registry.list_sources() == [] and registry.preferences().keep_versions == 2
+
+
+def test_upgrade_from_v4_keeps_everything_and_can_keep_settings(paths: DataPaths) -> None:
+    paths.root.mkdir(parents=True)
+    shutil.copyfile(FIXTURES / "registry-v4.db", paths.database)
+    tables = ("extension_installs", "extensions", "kept_versions", "update_sources")
+    before = {table: query(paths.database, f"SELECT * FROM {table}") for table in tables}
+    with open_data_folder(paths) as registry:
+        report = registry.launch.migration
+        assert report is not None and (report.from_version, report.to_version) == (4, LATEST)
+        for table in tables:
+            after = query(paths.database, f"SELECT * FROM {table}")
+            assert [row[: len(before[table][0])] for row in after] == before[table], table
+        hello = registry.get_extension("example.hello-world")
+        words = registry.get_extension("example.word-count")
+        assert hello is not None and words is not None and words.held and not words.enabled
+        assert registry.get_config("example.hello-world")["greeting"] == "v4"
+        assert registry.preferences().keep_versions == 3
+        [kept] = registry.list_kept_versions()
+        assert (kept.version, kept.settings) == ("1.0.0", {"greeting": "old"})
+        # Nothing was kept at an uninstall before schema 5; an uninstall now keeps them.
+        assert registry.kept_settings("example.gone") is None
+        install_id = registry.create_operation(kind=OperationKind.UNINSTALL, extension_id=hello.id)
+        registry.commit_uninstall(install_id, hello.id)
+        kept_settings = registry.kept_settings(hello.id)
+        assert kept_settings is not None
+        assert (kept_settings.version, kept_settings.settings) == ("1.1.0", {"greeting": "v4"})
+        operation = registry.get_operation(install_id)
+        assert (operation.from_member, operation.outer_sha256, operation.offers) == (None, None, ())
 
 
 # -- room for an upgrade: checked first, partial files never left, backups not piled up ----------
