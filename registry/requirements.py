@@ -149,7 +149,7 @@ def _compile(text: str) -> tuple[str, tuple[_Comparison, ...]]:
                 f"{shown} is not a version range: {version!r} is not a version {_VERSION_EXAMPLES}"
             ) from None
         terms.append(op + version)
-    if len(terms) > 1:
+    if comparisons:  # "*" adds nothing beside another comparator
         terms = [term for term in terms if term != "*"]
     normalised = ", ".join(dict.fromkeys(terms))
     if (conflict := _contradiction(comparisons)) is not None:
@@ -347,7 +347,11 @@ def _find_cycle(left: list[str], needs: Mapping[str, set[str]]) -> list[str]:
         # The earliest id left among the needs keeps the message the same from run to run.
         step = min((n for n in needs[path[-1]] if n in remaining), key=order.__getitem__)
         if step in seen:
-            return [*path[seen[step] :], step]
+            cycle = path[seen[step] :]
+            # Told from the id given first, whichever id the walk came in by.
+            start = cycle.index(min(cycle, key=order.__getitem__))
+            cycle = cycle[start:] + cycle[:start]
+            return [*cycle, cycle[0]]
         seen[step] = len(path)
         path.append(step)
 
