@@ -28,18 +28,25 @@ import threading
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 from registry.durable import FileFlusher, flush_folders
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
 from registry.sizes import exact_size, format_size, sizes_apart
 
-__all__ = ["ArchiveMember", "OpenArchive", "open_archive"]
+__all__ = [
+    "ArchiveMember",
+    "NestedArchiveError",
+    "OpenArchive",
+    "ZipContainer",
+    "open_archive",
+    "open_container",
+]
 
 CHUNK_BYTES: Final = 1024 * 1024
 MANIFEST_NAME: Final = "manifest.json"
@@ -174,17 +181,30 @@ class _Inflater:
 _Decoder = bz2.BZ2Decompressor | lzma.LZMADecompressor | _Inflater
 
 
-class OpenArchive:
-    """A validated extension archive, kept open on the handle that was validated.
+class NestedArchiveError(ArchiveError):
+    """The archive is no extension as it stands, but holds what may be one a level down: inner
+    zips, or folders with a manifest.json deeper than the top. ``candidates`` are their paths
+    in the archive (``"Plugin/real.zip"``, ``"src/x/y/"``: folders end with ``/``), for
+    :mod:`registry.nested` to look into; the message alone still says what to do."""
 
-    Use it as a context manager, or call :meth:`close`.
+    def __init__(self, message: str, candidates: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class ZipContainer:
+    """A validated zip archive, kept open on the handle that was validated.
+
+    Every check of :func:`open_archive` is made (names, entry types, sizes, limits, byte
+    layout), but none about what the archive holds: no manifest is looked for, and members
+    keep their paths in the archive. :class:`OpenArchive` adds the extension's root and
+    manifest. Use it as a context manager, or call :meth:`close`.
     """
 
     path: Path
     members: tuple[ArchiveMember, ...]
     # Folders the archive lists (as installed, top folder stripped); created even when empty.
     folders: tuple[PurePosixPath, ...]
-    manifest: ArchiveMember
     root_prefix: str
     skipped_junk: tuple[str, ...]
     total_bytes: int
@@ -192,9 +212,11 @@ class OpenArchive:
     _shown_names: dict[int, str]
     _by_path: dict[PurePosixPath, ArchiveMember]
 
-    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, path: Path, limits: Limits = DEFAULT_LIMITS, *, name: str | None = None
+    ) -> None:
         self.path = path
-        self._label = _quote(path.name)
+        self._label = _quote(path.name if name is None else name)
         self._free_before_extraction = 0
         self._fh: io.BufferedReader | None = _open_file(path, self._label)
         try:
@@ -203,7 +225,7 @@ class OpenArchive:
             self.close()
             raise
 
-    def __enter__(self) -> OpenArchive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -220,7 +242,7 @@ class OpenArchive:
         if fh is not None:
             fh.close()
 
-    def reopen(self) -> OpenArchive:
+    def reopen(self) -> Self:
         """Open the file again after ``close`` to extract the members validated before, without
         validating them again. The caller must check that the file is still the same one
         (``identity`` of the new handle): everything here was checked against that file."""
@@ -253,6 +275,23 @@ class OpenArchive:
                 "allowed for this file. This archive cannot be installed."
             )
         return b"".join(self._stream(member))
+
+    def write_member(self, member: ArchiveMember, target: Path) -> None:
+        """Write the verified content of ``member`` to the new file ``target``, a chunk at a
+        time (a member may be as large as the limits allow). On failure the partial file
+        stays; the caller owns the folder and removes it."""
+        try:
+            fd = os.open(target, _CREATE_FLAGS, 0o666)
+        except OSError as exc:
+            raise self._write_error(member, exc) from exc
+        try:
+            for chunk in self._stream(member):
+                try:
+                    _write_all(fd, chunk)
+                except OSError as exc:
+                    raise self._write_error(member, exc) from exc
+        finally:
+            os.close(fd)
 
     def extract_to(
         self,
@@ -446,8 +485,14 @@ class OpenArchive:
         total = self._check_sizes(files, limits)
         self._data_start = _check_layout(fh, entries, start_dir, label)
         _check_collisions(installable, label)
-        self.root_prefix, manifest_entry = _locate_manifest(files, installable, label)
-        strip = 1 if self.root_prefix else 0
+        self.root_prefix, manifest_entry = self._place(files, installable)
+        root = tuple(self.root_prefix.removesuffix("/").split("/")) if self.root_prefix else ()
+        strip = len(root)
+        if strip:
+            # Only what lies under the root is the extension; the rest is not installed.
+            installable = [e for e in installable if e.parts[:strip] == root]
+            files = [e for e in installable if not e.is_dir]
+            total = sum(e.info.file_size for e in files)
 
         folders: set[PurePosixPath] = set()
         for entry in installable:
@@ -475,13 +520,7 @@ class OpenArchive:
             members.append(member)
             if entry is manifest_entry:
                 manifest = member
-        assert manifest is not None  # _locate_manifest returned one of ``files``
-        if manifest.size > limits.max_manifest_bytes:
-            shown_size, limit = sizes_apart(manifest.size, limits.max_manifest_bytes)
-            raise ArchiveError(
-                f"{label}: its manifest.json is {shown_size}, more than the {limit} a manifest may "
-                "be. This archive cannot be installed."
-            )
+        self._found_manifest(manifest, limits)
         self.members = tuple(members)
         self.folders = tuple(sorted(folders))
         self.manifest = manifest
@@ -489,6 +528,14 @@ class OpenArchive:
         self.total_bytes = total
         self._by_path = {member.path: member for member in members}
         self._shown_names = {e.info.header_offset: e.shown for e in files}
+
+    def _place(self, files: list[_Entry], installable: list[_Entry]) -> tuple[str, _Entry | None]:
+        """The folder prefix of what is installed and the manifest's entry: for a plain
+        container, the whole archive and none."""
+        return "", None
+
+    def _found_manifest(self, manifest: ArchiveMember | None, limits: Limits) -> None:
+        """Called with the manifest member ``_place`` chose, before the members are kept."""
 
     def _entry(self, info: zipfile.ZipInfo, limits: Limits) -> _Entry:
         label = self._label
@@ -701,6 +748,43 @@ class OpenArchive:
         )
 
 
+class OpenArchive(ZipContainer):
+    """A validated extension archive, kept open on the handle that was validated.
+
+    Its members are the extension's files, with paths relative to the extension's root (the
+    top of the archive, its single top folder, or the folder ``root`` names), and
+    :attr:`manifest` is the manifest.json at that root.
+    """
+
+    manifest: ArchiveMember
+
+    def __init__(
+        self,
+        path: Path,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        root: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._root = None if root is None else _root_parts(root)
+        super().__init__(path, limits, name=name)
+
+    def _place(self, files: list[_Entry], installable: list[_Entry]) -> tuple[str, _Entry | None]:
+        if self._root is None:
+            return _locate_manifest(files, installable, self._label)
+        return _locate_root(self._root, files, self._label)
+
+    def _found_manifest(self, manifest: ArchiveMember | None, limits: Limits) -> None:
+        assert manifest is not None  # _place returned one of ``files``
+        if manifest.size > limits.max_manifest_bytes:
+            shown_size, limit = sizes_apart(manifest.size, limits.max_manifest_bytes)
+            raise ArchiveError(
+                f"{self._label}: its manifest.json is {shown_size}, more than the {limit} a "
+                "manifest may be. This archive cannot be installed."
+            )
+        self.manifest = manifest
+
+
 class _PositionalReader:
     """Reads from a file descriptor at its own offset (``pread``), never moving the shared one,
     so that several threads can read different parts of the one validated handle at once."""
@@ -783,9 +867,30 @@ class _ExtractionState:
                 self.finished.set()
 
 
-def open_archive(path: Path, limits: Limits = DEFAULT_LIMITS) -> OpenArchive:
-    """Validate the archive at ``path`` and return it open; raise :class:`ArchiveError`."""
-    return OpenArchive(path, limits)
+def open_archive(
+    path: Path,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    root: str | None = None,
+    name: str | None = None,
+) -> OpenArchive:
+    """Validate the archive at ``path`` and return it open; raise :class:`ArchiveError`
+    (:class:`NestedArchiveError` when what it holds may be an extension a level down).
+
+    ``root`` (a folder path in the archive, such as ``"src/x/y/"``) makes that folder the
+    extension: its manifest.json must be directly in it, and nothing outside it is installed,
+    though the whole archive is still checked. ``name`` is what messages call the archive
+    instead of the file's name (an inner zip unpacked to a work file, say).
+    """
+    return OpenArchive(path, limits, root=root, name=name)
+
+
+def open_container(
+    path: Path, limits: Limits = DEFAULT_LIMITS, *, name: str | None = None
+) -> ZipContainer:
+    """Validate the zip at ``path`` as :func:`open_archive` does, without asking it to be an
+    extension, so that its members can be read by their paths in the archive."""
+    return ZipContainer(path, limits, name=name)
 
 
 # -- file level ---------------------------------------------------------------------------
@@ -1190,9 +1295,10 @@ def _locate_manifest(
     if not files:
         raise ArchiveError(f"{label} contains no files to install. " + _CHOOSE_AGAIN)
     if all(e.parts[-1].casefold().endswith(".zip") for e in files):
-        raise ArchiveError(
+        raise NestedArchiveError(
             f"{label} contains a zip of zips ({files[0].shown}): unzip it and install the "
-            "inner file."
+            "inner file.",
+            tuple("/".join(e.parts) for e in files),
         )
     at_top = [e for e in files if e.parts == (MANIFEST_NAME,)]
     in_folder = [e for e in files if len(e.parts) == 2 and e.parts[1] == MANIFEST_NAME]
@@ -1227,10 +1333,11 @@ def _locate_manifest(
         return folder + "/", in_folder[0]
     deeper = [e for e in files if e.parts[-1] == MANIFEST_NAME]
     if deeper:
-        raise ArchiveError(
+        raise NestedArchiveError(
             f"{label} has its manifest.json at {deeper[0].shown}, but it must be at the top of "
             "the archive or inside its single top-level folder. Re-create the zip from the "
-            "extension's folder."
+            "extension's folder.",
+            _outermost_folders(e.parts[:-1] for e in deeper),
         )
     misnamed = [e for e in files if e.parts[-1].casefold() == MANIFEST_NAME]
     if misnamed:
@@ -1245,6 +1352,40 @@ def _locate_manifest(
         f"{label} contains no manifest.json at the top of the archive or inside its single "
         f"top-level folder, so it is not an extension{looks} (it contains {listed}). "
         + _CHOOSE_AGAIN
+    )
+
+
+def _outermost_folders(folders: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    """The folders, as ``a/b/`` paths, leaving out those inside another of them (the
+    manifests of an extension's own dependencies, say)."""
+    ordered = sorted(set(folders))
+    kept: list[tuple[str, ...]] = []
+    for folder in ordered:
+        if not any(folder[: len(outer)] == outer for outer in kept):
+            kept.append(folder)
+    return tuple("/".join(folder) + "/" for folder in kept)
+
+
+def _root_parts(root: str) -> tuple[str, ...]:
+    """The components of a ``root`` folder path given to :func:`open_archive`."""
+    parts = tuple(part for part in root.replace("\\", "/").split("/") if part not in ("", "."))
+    if not parts or ".." in parts:
+        raise ValueError(f"{root!r} is not a folder path inside an archive")
+    return parts
+
+
+def _locate_root(root: tuple[str, ...], files: list[_Entry], label: str) -> tuple[str, _Entry]:
+    """The manifest directly in the folder ``root``, which becomes the extension's root."""
+    shown = _quote("/".join(root) + "/")
+    inside = [e for e in files if e.parts[: len(root)] == root]
+    if not inside:
+        raise ArchiveError(f"{label} has no folder {shown} with files in it. " + _CHOOSE_AGAIN)
+    for entry in inside:
+        if entry.parts[len(root) :] == (MANIFEST_NAME,):
+            return "/".join(root) + "/", entry
+    raise ArchiveError(
+        f"{label} has no manifest.json directly in {shown}, so that folder is not an "
+        "extension. " + _CHOOSE_AGAIN
     )
 
 
