@@ -203,8 +203,10 @@ class ZipContainer:
 
     path: Path
     members: tuple[ArchiveMember, ...]
-    # Folders the archive lists (as installed, top folder stripped); created even when empty.
+    # Folders the archive lists (as installed: relative to ``root_prefix``); created even when
+    # empty.
     folders: tuple[PurePosixPath, ...]
+    # The folder whose content is installed ("" for the top of the archive), ending with "/".
     root_prefix: str
     skipped_junk: tuple[str, ...]
     total_bytes: int
@@ -280,6 +282,8 @@ class ZipContainer:
         """Write the verified content of ``member`` to the new file ``target``, a chunk at a
         time (a member may be as large as the limits allow). On failure the partial file
         stays; the caller owns the folder and removes it."""
+        with contextlib.suppress(OSError):  # only for the message should the disk fill up
+            self._free_before_extraction = shutil.disk_usage(target.parent).free
         try:
             fd = os.open(target, _CREATE_FLAGS, 0o666)
         except OSError as exc:

@@ -260,7 +260,9 @@ def pack_folder(folder: Path, destination: Path, limits: Limits) -> None:
     try:
         with packed, zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for relative in folders:
-                info = zipfile.ZipInfo.from_file(folder.joinpath(*relative.parts), relative)
+                info = zipfile.ZipInfo.from_file(
+                    folder.joinpath(*relative.parts), relative, strict_timestamps=False
+                )
                 zf.writestr(info, b"")
             for relative, size in files:
                 _pack_file(zf, folder, relative, size, label)
@@ -521,7 +523,7 @@ def _pack_file(
     """Copy one file into the zip, no more than the size that was checked."""
     source = folder.joinpath(*relative.parts)
     shown = _quote(str(relative))
-    info = zipfile.ZipInfo.from_file(source, str(relative))
+    info = zipfile.ZipInfo.from_file(source, str(relative), strict_timestamps=False)
     info.compress_type = zipfile.ZIP_DEFLATED
     try:
         fd = os.open(source, _READ_FLAGS)

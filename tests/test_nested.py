@@ -397,6 +397,7 @@ def test_pack_folder_round_trip(tmp_path: Path) -> None:
     (folder / "lib" / "__pycache__").mkdir()
     (folder / "lib" / "__pycache__" / "util.pyc").write_bytes(b"pyc")
     (folder / ".DS_Store").write_bytes(b"junk")
+    os.utime(folder / "main.js", (0, 0))  # before 1980, which zip dates cannot hold
     destination = tmp_path / "staging" / "Hello.zip"
     destination.parent.mkdir()
 
