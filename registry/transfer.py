@@ -841,32 +841,19 @@ def _file_sha256(path: Path) -> str:
 
 
 def requirements_first(planned: Iterable[PlannedEntry]) -> tuple[PlannedEntry, ...]:
-    """The entries in file order, except that an entry comes after the entries it requires
-    (the manifest's ``requires``, as exported); a cycle keeps the file's order."""
-    entries = list(planned)
+    """The entries in file order, except that an entry comes after the entries of the file it
+    requires (its manifest's ``requires``, as exported); with a cycle, the file's order."""
+    from registry.requirements import install_order, requires_of
+
+    entries = tuple(planned)
     by_id = {p.entry.id: p for p in entries}
-    placed: set[str] = set()
-    ordered: list[PlannedEntry] = []
-
-    def requirements(p: PlannedEntry) -> Iterator[str]:
-        return (r for r in p.entry.requires if r in by_id and r != p.entry.id)
-
-    for start in entries:
-        if start.entry.id in placed:
-            continue
-        entered = {start.entry.id}
-        stack = [(start, requirements(start))]
-        while stack:
-            node, pending = stack[-1]
-            following = next((r for r in pending if r not in placed and r not in entered), None)
-            if following is None:
-                stack.pop()
-                placed.add(node.entry.id)
-                ordered.append(node)
-            else:
-                entered.add(following)
-                stack.append((by_id[following], requirements(by_id[following])))
-    return tuple(ordered)
+    try:
+        order = install_order(
+            {p.entry.id: requires_of({"requires": dict(p.entry.requires)}) for p in entries}
+        )
+    except ValueError:
+        return entries
+    return tuple(by_id[extension_id] for extension_id in order)
 
 
 # -- running ---------------------------------------------------------------------------------
