@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO, TypeVar
 
 from tqdm import tqdm
@@ -27,13 +27,16 @@ def _label(text: str) -> str:
 
 def run_with_progress(
     registry: Registry,
-    install_id: int,
+    install_id: int | Sequence[int],
     label: str,
     work: Callable[[], T],
     stream: TextIO,
 ) -> T:
     """Run ``work`` on a thread and redraw the operation's bar until it returns. The calling
-    thread only waits for the worker, never for a person: prompts happen between two runs."""
+    thread only waits for the worker, never for a person: prompts happen between two runs.
+    With several operations (a group installed together) the bar follows the first one still
+    under way."""
+    install_ids = [install_id] if isinstance(install_id, int) else list(install_id)
     results: list[T] = []
     failures: list[BaseException] = []
 
@@ -45,7 +48,7 @@ def run_with_progress(
         finally:
             registry.close_thread_connection()
 
-    worker = threading.Thread(target=target, name=f"operation-{install_id}", daemon=True)
+    worker = threading.Thread(target=target, name=f"operation-{install_ids[0]}", daemon=True)
     bar = tqdm(
         total=100,
         desc=_label(label),
@@ -58,7 +61,9 @@ def run_with_progress(
         worker.start()
         while True:
             finished = not worker.is_alive()
-            record = registry.get_operation(install_id)
+            records = registry.get_operations(install_ids)
+            in_order = [records[i] for i in install_ids if i in records]
+            record = next((r for r in in_order if r.active), in_order[-1])
             # Follow resizes; a terminal that reports no size gets the usual 80 columns.
             bar.ncols = terminal_width()
             bar.n = record.shown_progress

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import logging
 import shutil
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,10 @@ from registry.sizes import format_size
 from registry.store import (
     DOWNLOAD_STEP,
     RECORDING_ROOM,
+    ExtensionRecord,
     ExtensionValues,
+    InnerOffer,
+    KeptSettingsRecord,
     OperationRecord,
     Registry,
     plain_database_error,
@@ -76,6 +80,7 @@ from registry.vocabulary import OperationKind, OperationStatus
 if TYPE_CHECKING:
     from registry.archive import OpenArchive
     from registry.manifest import Manifest
+    from registry.requirements import Missing, VersionRange
     from registry.sources import Offer
 
 # The archive reader and the manifest validator (zipfile, bz2, lzma, many regular expressions)
@@ -95,6 +100,7 @@ PLAN_STEPS = (
 )
 WAITING_STEP = "Waiting for confirmation"
 DOWNLOADED_ARCHIVE = "download.zip"
+PACKED_FOLDER = "folder.zip"
 STEP_PROGRESS = {
     "Checking the file again": 1,
     "Extracting files": 2,
@@ -152,8 +158,15 @@ class InstallPlan:
     # Where the archive came from (its path or URL) and the update source it was found in.
     origin: str = ""
     origin_source: str | None = None
-    # A rollback puts back the settings the kept version last ran with.
+    # A rollback puts back the settings the kept version last ran with; a new install of an
+    # id uninstalled with its settings kept puts those back, unless the person says not to.
     restore_settings: Mapping[str, Any] | None = field(default=None, compare=False)
+    kept_settings: KeptSettingsRecord | None = field(default=None, compare=False)
+    # Installed extensions this version would leave without what they need, in words.
+    breaks: tuple[str, ...] = ()
+    # Taken from inside another archive: the member, and the outer file's sha256.
+    from_member: str | None = None
+    outer_sha256: str | None = None
     # The archive as validated (closed while the person decides), and which file that was:
     # executing reopens it and extracts those members if, and only if, the file is the same.
     validated: OpenArchive | None = field(default=None, compare=False, repr=False)
@@ -162,6 +175,21 @@ class InstallPlan:
     @property
     def permissions(self) -> list[tuple[str, str]]:
         return [(name, PERMISSIONS[name]) for name in self.manifest.permissions]
+
+    @property
+    def requires(self) -> Mapping[str, VersionRange]:
+        return self.manifest.requires
+
+    @property
+    def restores_kept_settings(self) -> bool:
+        return self.kept_settings is not None and self.restore_settings is not None
+
+    def with_kept_settings(self, restore: bool) -> InstallPlan:
+        """The same plan, putting back the settings kept at the last uninstall or not."""
+        if self.kept_settings is None:
+            return self
+        values = self.kept_settings.settings if restore else None
+        return dataclasses.replace(self, restore_settings=values)
 
     @property
     def change(self) -> str:
@@ -202,6 +230,8 @@ class InstallPlan:
             self.change,
             f"{self.file_count} files, {format_size(self.total_bytes)}",
         ]
+        if self.from_member:
+            lines.append(f"From inside {self.archive_name}: {self.from_member}")
         if manifest.author:
             lines.append(f"Author: {manifest.author}")
         if manifest.capabilities:
@@ -220,10 +250,47 @@ class InstallPlan:
             lines.append("Settings no longer used: " + ", ".join(self.config_removed))
         if self.config_added:
             lines.append("New settings (with defaults): " + ", ".join(self.config_added))
+        if self.requires:
+            lines.append(
+                "Needs: "
+                + ", ".join(f"{other} {wanted}" for other, wanted in self.requires.items())
+            )
+        if self.kept_settings is not None:
+            kept = self.kept_settings
+            lines.append(
+                f"Settings kept when {kept.version} was uninstalled: "
+                + ("restored" if self.restores_kept_settings else "not restored (defaults)")
+            )
+        lines.extend(f"Breaks: {words}" for words in self.breaks)
         return lines
+
+    @property
+    def archive_name(self) -> str:
+        return Path(self.origin).name if self.origin else self.archive_path.name
 
 
 Confirm = Callable[[InstallPlan], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """An archive extracted into staging, ready to be swapped in."""
+
+    files_dir: Path
+    kept_copy: Path | None
+    digest: str
+    files: list[tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several plans confirmed together: those that can go ahead, in the order they install
+    (what others need first), and those held back, each with why."""
+
+    ready: tuple[InstallPlan, ...]
+    held_back: tuple[tuple[InstallPlan, str], ...]
+    # Plans linked by ``requires`` install all or nothing: one group per set of linked plans.
+    groups: tuple[tuple[InstallPlan, ...], ...]
 
 
 @dataclass(slots=True)
@@ -368,15 +435,18 @@ class Installer:
         *,
         origin: str | None = None,
         origin_source: str | None = None,
+        member: str | None = None,
     ) -> InstallPlan | OperationRecord:
         """Read and check the archive and compare it with what is installed. Returns the plan
         to show the person, or the operation's final (FAILED) record when the file cannot be
         installed; never raises for a bad archive. ``origin`` is where the file came from when
-        it is not the file itself (a download)."""
+        it is not the file itself (a download). ``archive_path`` may be a folder (packed into
+        staging first); ``member`` is an inner zip or a folder inside the archive to install
+        instead of the archive itself (one level only)."""
         cancel = cancel or CancelToken()
         progress = self._progress(install_id)
         try:
-            plan = self._plan(install_id, archive_path, progress, cancel)
+            plan = self._plan(install_id, archive_path, progress, cancel, member=member)
             plan = dataclasses.replace(
                 plan,
                 origin=origin if origin is not None else str(archive_path.absolute()),
@@ -430,6 +500,103 @@ class Installer:
         planned = self.plan(install_id, archive_path, cancel)
         return self._confirm_and_execute(planned, confirm, cancel, options)
 
+    def arrange(self, plans: Sequence[InstallPlan]) -> Batch:
+        """Put plans confirmed together in order and say which cannot go ahead: one whose
+        requirements are met neither by what is installed and on nor by another plan of the
+        batch, a second file for the same extension. What an upgrade would break is worked
+        out again with the batch's other plans in view."""
+        from registry.requirements import install_order, unmet
+
+        extensions = {record.id: record for record in self.registry.list_extensions()}
+        held: dict[int, str] = {}
+        first_for: dict[str, InstallPlan] = {}
+        for plan in plans:
+            other = first_for.setdefault(plan.manifest.id, plan)
+            if other is not plan:
+                held[plan.install_id] = (
+                    f"{other.archive_name} is also {plan.manifest.name} "
+                    f"({other.manifest.version}): only one of the two files can be installed."
+                )
+        while True:
+            going = [plan for plan in plans if plan.install_id not in held]
+            available = {i: record.version for i, record in extensions.items() if record.enabled}
+            available.update({plan.manifest.id: str(plan.manifest.version) for plan in going})
+            newly = {
+                plan.install_id: _missing_words(plan, missing, extensions)
+                for plan in going
+                if (missing := unmet(plan.requires, available))
+            }
+            if not newly:
+                break
+            held.update(newly)
+        by_id = {plan.manifest.id: plan for plan in going}
+        try:
+            order = install_order({plan.manifest.id: plan.requires for plan in going})
+        except ValueError:  # a cycle installs as one group, in the order given
+            order = list(by_id)
+        ready = []
+        for extension_id in order:
+            plan = by_id[extension_id]
+            if plan.installed_version is not None:
+                others = {o.manifest.id: o.manifest for o in going if o is not plan}
+                plan = dataclasses.replace(plan, breaks=self._breaks(plan.manifest, others))
+            ready.append(plan)
+        return Batch(
+            ready=tuple(ready),
+            held_back=tuple(
+                (plan, held[plan.install_id]) for plan in plans if plan.install_id in held
+            ),
+            groups=_linked_groups(ready),
+        )
+
+    def execute_group(
+        self, plans: Sequence[InstallPlan], cancels: Sequence[CancelToken | None] = ()
+    ) -> list[OperationRecord]:
+        """Carry out plans that need each other, all or nothing: every archive is extracted
+        first (where nearly every failure happens: a damaged file, a full disk, a cancel),
+        and only then is each swapped in and committed, in order. If one cannot be staged,
+        none is installed."""
+        given = list(cancels) + [None] * (len(plans) - len(cancels))
+        tokens = [token or CancelToken() for token in given[: len(plans)]]
+        if len(plans) == 1:
+            return [self.execute(plans[0], tokens[0])]
+        staged: list[_Staged] = []
+        try:
+            for plan, token in zip(plans, tokens, strict=True):
+                try:
+                    if any(t.cancelled for t in tokens):
+                        raise InstallCancelledError()
+                    staged.append(self._stage(plan, self._progress(plan.install_id), token))
+                except Exception as error:
+                    self._fail(plan.install_id, error, _Swap(), f"installing {plan.archive_name}")
+                    self._give_up_with(plans, plan, "could not be installed")
+                    return self._records(plans)
+            for index, (plan, ready) in enumerate(zip(plans, staged, strict=True)):
+                swap = _Swap()
+                try:
+                    self._put_in_place(plan, ready, self._progress(plan.install_id), swap)
+                except Exception as error:
+                    self._fail(plan.install_id, error, swap, f"installing {plan.archive_name}")
+                    self._give_up_with(plans[index + 1 :], plan, "failed")
+                    break
+        finally:
+            for plan in plans:
+                self._clean_staging(plan.install_id)
+        return self._records(plans)
+
+    def _give_up_with(self, plans: Sequence[InstallPlan], failed: InstallPlan, what: str) -> None:
+        for plan in plans:
+            if plan is failed or not self.registry.get_operation(plan.install_id).active:
+                continue
+            self.decline(
+                plan.install_id,
+                f"{plan.manifest.name} was not installed: it goes with "
+                f"{failed.manifest.name}, which {what}. Nothing was changed for it.",
+            )
+
+    def _records(self, plans: Sequence[InstallPlan]) -> list[OperationRecord]:
+        return [self.registry.get_operation(plan.install_id) for plan in plans]
+
     def _confirm_and_execute(
         self,
         planned: InstallPlan | OperationRecord,
@@ -458,11 +625,11 @@ class Installer:
         cancel: CancelToken,
         *,
         rolling_back: bool = False,
+        member: str | None = None,
     ) -> InstallPlan:
-        from registry.archive import open_archive
-
         progress.step("Reading the archive")
-        with open_archive(archive_path, self.limits) as archive:
+        archive, from_member, outer_sha256 = self._open_for_plan(install_id, archive_path, member)
+        with archive:
             progress.step(
                 "Checking the archive's contents",
                 file_count=len(archive.members),
@@ -475,14 +642,65 @@ class Installer:
             progress.step("Checking compatibility", to_version=str(manifest.version))
             self._check_compatibility(manifest)
             progress.step("Comparing with the installed version")
-            plan = self._compare(install_id, archive_path, archive, manifest)
+            plan = self._compare(install_id, archive.path, archive, manifest)
             if rolling_back:
                 plan = dataclasses.replace(plan, kind=OperationKind.ROLLBACK)
+            if from_member is not None:
+                plan = dataclasses.replace(plan, from_member=from_member, outer_sha256=outer_sha256)
         self.registry.update_operation(
             install_id, kind=plan.kind, from_version=plan.installed_version
         )
         self._check_cancel(cancel)
         return plan
+
+    def _open_for_plan(
+        self, install_id: int, path: Path, member: str | None
+    ) -> tuple[OpenArchive, str | None, str | None]:
+        """The archive to install from ``path``: the file itself, a folder packed into staging,
+        or a member inside it. Returns it open, with the member and the outer file's sha256
+        when it came from inside. An archive whose extension is inside it is refused with what
+        it holds (recorded on the operation, so the window can offer it)."""
+        from registry.archive import NestedArchiveError, open_archive
+        from registry.nested import find_candidates, open_member, pack_folder, refusal
+
+        staging = staging_dir_for(self.registry, install_id)
+        if path.is_dir():
+            staging.mkdir(parents=True, exist_ok=True)
+            packed = staging / PACKED_FOLDER
+            pack_folder(path, packed, self.limits)
+            return open_archive(packed, self.limits), None, None
+        if member is not None:
+            staging.mkdir(parents=True, exist_ok=True)
+            opened = open_member(path, member, self.limits, staging)
+            self.registry.update_operation(
+                install_id, from_member=opened.member, outer_sha256=opened.outer_sha256
+            )
+            archive = opened.archive
+            if opened.kind == "folder":
+                # Packed into an extension zip of its own: that is what is kept, so a rollback
+                # to this version opens a plain archive, and its sha256 is the inner one.
+                unpacked = staging / "member"
+                unpacked.mkdir()
+                with archive:
+                    archive.extract_to(unpacked, lambda _written: None, lambda: False)
+                packed = staging / PACKED_FOLDER
+                pack_folder(unpacked, packed, self.limits)
+                remove_tree(unpacked)
+                archive = open_archive(packed, self.limits)
+            return archive, opened.member, opened.outer_sha256
+        try:
+            return open_archive(path, self.limits), None, None
+        except NestedArchiveError:
+            staging.mkdir(parents=True, exist_ok=True)
+            candidates = find_candidates(path, self.limits, staging)
+            offers = [
+                InnerOffer(c.member, c.extension_id, c.name, c.version).payload()
+                for c in candidates
+                if c.problem is None and c.extension_id and c.name and c.version
+            ]
+            if offers:
+                self.registry.update_operation(install_id, inner_offers=json.dumps(offers))
+            raise InstallRefusedError(refusal(path, candidates)) from None
 
     def _read_manifest(self, archive: OpenArchive) -> Manifest:
         from registry.manifest import parse_manifest
@@ -507,7 +725,13 @@ class Installer:
         cancel: CancelToken,
         swap: _Swap,
     ) -> None:
+        staged = self._stage(plan, progress, cancel)
+        self._check_cancel(cancel)
+        self._put_in_place(plan, staged, progress, swap)
 
+    def _stage(self, plan: InstallPlan, progress: _ProgressWriter, cancel: CancelToken) -> _Staged:
+        """Extract the planned archive into the operation's staging folder, hashing it (and
+        writing the copy that is kept) meanwhile. Nothing outside staging changes."""
         install_id = plan.install_id
         self._check_cancel(cancel)
         progress.step("Checking the file again")
@@ -528,8 +752,14 @@ class Installer:
                 )
                 digest = hashing.result()
             file_list = [(str(m.path), m.size) for m in archive.members]
-        self._check_cancel(cancel)
+        return _Staged(files_dir, copy, digest, file_list)
 
+    def _put_in_place(
+        self, plan: InstallPlan, staged: _Staged, progress: _ProgressWriter, swap: _Swap
+    ) -> None:
+        """Swap the staged files in and commit: the steps a crash recovery knows."""
+        install_id, digest, copy = plan.install_id, staged.digest, staged.kept_copy
+        files_dir, file_list = staged.files_dir, staged.files
         progress.step("Putting the new version in place", archive_sha256=digest)
         if not self.registry.paths.kept_archive(digest).exists():
             swap.new_archive = self.registry.paths.kept_archive(digest)
@@ -651,6 +881,7 @@ class Installer:
             new_keys = set(manifest.config)
             added = tuple(sorted(new_keys - old_keys))
             removed = tuple(sorted(old_keys - new_keys))
+        kept_settings = self.registry.kept_settings(manifest.id) if installed is None else None
         return InstallPlan(
             install_id=install_id,
             archive_path=archive_path,
@@ -661,9 +892,35 @@ class Installer:
             total_bytes=archive.total_bytes,
             config_added=added,
             config_removed=removed,
+            kept_settings=kept_settings,
+            restore_settings=kept_settings.settings if kept_settings is not None else None,
+            breaks=self._breaks(manifest) if installed is not None else (),
             validated=archive,
             identity=archive.identity(),
         )
+
+    def _breaks(
+        self, manifest: Manifest, replaced: Mapping[str, Manifest] | None = None
+    ) -> tuple[str, ...]:
+        """What installing ``manifest`` would leave without what it needs: installed
+        extensions whose range for it excludes the new version (unless ``replaced`` brings
+        them in a version that accepts it)."""
+        from registry.relations import installed
+        from registry.requirements import broken_by
+
+        replaced = replaced or {}
+        current = [
+            item for item in installed(self.registry.list_extensions()) if item.id not in replaced
+        ]
+        words = [
+            f"{item.name} {item.version} needs {manifest.id} {wanted}"
+            for item, wanted in broken_by(manifest.id, manifest.version, current)
+        ]
+        for other in replaced.values():
+            wanted = other.requires.get(manifest.id)
+            if wanted is not None and manifest.version not in wanted:
+                words.append(f"{other.name} {other.version} needs {manifest.id} {wanted}")
+        return tuple(words)
 
     # -- updates from a source -------------------------------------------------------------------
 
@@ -801,8 +1058,14 @@ class Installer:
             extension_id=extension_id,
         )
 
-    def uninstall(self, extension_id: str, *, install_id: int | None = None) -> OperationRecord:
-        """Remove an extension's files, its row and its settings; its history stays."""
+    def uninstall(
+        self, extension_id: str, *, install_id: int | None = None, keep_settings: bool = True
+    ) -> OperationRecord:
+        """Remove an extension's files and its row; its history stays, and its settings are
+        kept for a later install of the same id unless ``keep_settings`` is False. Refused
+        while another installed extension needs it (remove those first: ``dependents``)."""
+        from registry.relations import removal_refusal
+
         if install_id is None:
             install_id = self.begin_uninstall(extension_id)
         progress = self._progress(install_id)
@@ -811,6 +1074,9 @@ class Installer:
             installed = self.registry.get_extension(extension_id)
             if installed is None:
                 raise InstallRefusedError(f"The extension '{extension_id}' is not installed.")
+            refused = removal_refusal(self.registry, extension_id)
+            if refused is not None:
+                raise InstallRefusedError(refused[0])
             self.claim(install_id, extension_id)
             progress.step("Removing files", from_version=installed.version)
             target = self.registry.paths.extensions / extension_id
@@ -822,7 +1088,7 @@ class Installer:
                 progress.checkpoint(OLD_VERSION_MOVED_ASIDE)
                 flush_folders({target.parent, swap.trash.parent})
             progress.step("Recording in the registry")
-            self.registry.commit_uninstall(install_id, extension_id)
+            self.registry.commit_uninstall(install_id, extension_id, keep_settings=keep_settings)
             swap.swapped = False
             progress.checkpoint(COMMITTED)
             _discard_trash(swap)
@@ -922,3 +1188,44 @@ def _discard_trash(swap: _Swap) -> None:
         remove_tree(swap.trash)
     except OSError:
         log.warning("could not remove %s; the next launch will", swap.trash, exc_info=True)
+
+
+def _missing_words(
+    plan: InstallPlan, missing: Sequence[Missing], installed: Mapping[str, ExtensionRecord]
+) -> str:
+    """'Word Tools needs example.hello >=1.2.0 (not installed)', and what to do."""
+    parts = []
+    for item in missing:
+        record = installed.get(item.extension_id)
+        if record is not None and not record.enabled:
+            parts.append(
+                f"{item.extension_id} {item.range} ({record.name} {record.version} is turned off)"
+            )
+        elif record is not None:
+            parts.append(f"{item.extension_id} {item.range} ({record.version} is installed)")
+        else:
+            parts.append(item.describe())
+    return (
+        f"{plan.manifest.name} needs {'; '.join(parts)}. Install what it needs first, or "
+        "install them together (drop or choose both files)."
+    )
+
+
+def _linked_groups(plans: Sequence[InstallPlan]) -> tuple[tuple[InstallPlan, ...], ...]:
+    """Plans joined by what they need of each other, each group in the plans' order."""
+    group_of = {plan.manifest.id: index for index, plan in enumerate(plans)}
+
+    def root(index: int) -> int:
+        while group_of_index[index] != index:
+            index = group_of_index[index]
+        return index
+
+    group_of_index = list(range(len(plans)))
+    for index, plan in enumerate(plans):
+        for other in plan.requires:
+            if other in group_of:
+                group_of_index[root(index)] = root(group_of[other])
+    groups: dict[int, list[InstallPlan]] = {}
+    for index, plan in enumerate(plans):
+        groups.setdefault(root(index), []).append(plan)
+    return tuple(tuple(group) for group in groups.values())
