@@ -337,3 +337,36 @@ def test_the_command_line_never_shows_a_traceback_for_a_bad_member(tmp_path: Pat
     assert "a/real.zip" in result.stderr  # what there is to choose
     both = run_cli(data, "install", "--yes", str(outer), str(inner), "--from-member", "a/real.zip")
     assert both.returncode == 1 and "one archive" in both.stderr
+
+
+def test_one_inner_zip_per_platform_lists_them_all(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    platforms = ("linux", "mac", "windows")
+    inner = {
+        f"{platform}/hello.zip": extension(
+            tmp_path / f"{platform}.zip", "example.hello", name="Hello World"
+        ).read_bytes()
+        for platform in platforms
+    }
+    outer = make_zip(tmp_path / "hello-all.zip", inner)
+    refused = run_cli(data, "install", "--yes", str(outer))
+    assert refused.returncode == 1 and listed(data) == {}
+    for platform in platforms:
+        assert f"'{platform}/hello.zip' contains Hello World 1.0.0" in refused.stderr
+        assert f"--from-member {platform}/hello.zip" in refused.stderr
+    chosen = run_cli(data, "install", "--yes", str(outer), "--from-member", "mac/hello.zip")
+    assert chosen.returncode == 0, chosen.stderr
+    assert history(data)[0]["from_member"] == "mac/hello.zip"
+
+
+def test_an_inner_zip_bomb_is_refused_under_the_outer_budget(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    bomb = make_zip(
+        tmp_path / "bomb.zip",
+        {"manifest.json": minimal_manifest(id="example.bomb"), "zeros.bin": bytes(64 * 1024**2)},
+    )
+    outer = make_zip(tmp_path / "outer.zip", {"inner/bomb.zip": bomb.read_bytes()})
+    refused = run_cli(data, "install", "--yes", str(outer), "--from-member", "inner/bomb.zip")
+    assert refused.returncode == 1 and listed(data) == {}
+    assert "zip bomb" in refused.stderr, refused.stderr
+    assert not any((data / "staging").iterdir()) if (data / "staging").exists() else True
