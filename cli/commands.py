@@ -5,9 +5,9 @@ arguments and its handler."""
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli import transfer, versions
-from cli.invocation import runnable
+from cli.invocation import command_prefix, runnable
 from cli.output import (
     ExitCode,
     ask,
@@ -27,11 +27,11 @@ from cli.output import (
 )
 from registry.errors import UserFacingError
 from registry.paths import DataPaths
-from registry.store import ConfigValue, OperationRecord, Registry
+from registry.store import ConfigValue, ExtensionRecord, OperationRecord, Registry
 from registry.vocabulary import OperationStatus, kind_of, status_words
 
 if TYPE_CHECKING:
-    from registry.installer import InstallPlan
+    from registry.installer import Batch
 
 # The installer, the doctor and the progress bar are imported by the commands that use them:
 # the window's launch reads this table for the command names, and its start-up time counts.
@@ -102,7 +102,13 @@ def _operation_line(record: OperationRecord) -> str:
 
 
 def _configure_install(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("archives", nargs="+", metavar="ZIP", type=Path, help="extension archives")
+    sub.add_argument(
+        "archives",
+        nargs="+",
+        metavar="ZIP",
+        type=Path,
+        help="extension archives (or folders holding an extension)",
+    )
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     sub.add_argument("--reinstall", action="store_true", help="allow installing the same version")
     sub.add_argument(
@@ -112,63 +118,138 @@ def _configure_install(sub: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow installing an older version",
     )
+    sub.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="allow a version that leaves an installed extension without what it needs",
+    )
+    sub.add_argument(
+        "--from-member",
+        metavar="PATH",
+        help="install the inner zip or the folder at PATH inside the archive (one archive only)",
+    )
+    sub.add_argument(
+        "--fresh-settings",
+        action="store_true",
+        help="do not restore the settings kept when the extension was uninstalled",
+    )
 
 
-def _confirmed(plan: InstallPlan) -> bool:
-    print("\n".join(plan.describe()), file=sys.stderr)
-    return ask(f"{plan.kind.verb}?")
+def _plan_lines(batch: Batch, refused: list[OperationRecord]) -> list[str]:
+    """The one confirmation of a command-line batch: every plan in full when there is one,
+    else a line per file, then what cannot be installed and why."""
+    if len(batch.ready) == 1 and not batch.held_back and not refused:
+        return batch.ready[0].describe()
+    lines = [f"{len(batch.ready)} to install:"] if batch.ready else []
+    for plan in batch.ready:
+        manifest = plan.manifest
+        permissions = ", ".join(manifest.permissions) or "no permissions"
+        lines.append(f"  • {manifest.name} ({manifest.id}): {plan.change}; asks for {permissions}")
+        lines.extend(f"      {line}" for line in plan.describe()[3:] if line.startswith("Breaks"))
+    if batch.held_back or refused:
+        lines.append("Not installed:")
+    lines.extend(f"  ✗ {plan.archive_name}: {reason}" for plan, reason in batch.held_back)
+    lines.extend(
+        f"  ✗ {Path(record.archive_path).name}: {runnable(record.error or '')}"
+        for record in refused
+    )
+    return lines
 
 
 def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
-    """Plan on a worker, ask on this thread, execute on a worker; each archive in turn."""
+    """Plan every file, ask once for all of them, then install them (what others need first;
+    files that need each other all or nothing)."""
     from cli.progress import run_with_progress
     from registry.installer import Installer, InstallOptions, InstallPlan
 
     interactive = not args.yes and on_terminal()
     if not args.yes and not interactive:
         return unconfirmed("install --yes FILE.zip")
+    if args.from_member is not None and len(args.archives) != 1:
+        return fail("--from-member takes one archive: the one the member is inside.")
     installer = Installer(registry)
-    options = InstallOptions(allow_reinstall=args.reinstall, allow_downgrade=args.downgrade)
+    options = InstallOptions(
+        allow_reinstall=args.reinstall,
+        allow_downgrade=args.downgrade,
+        allow_breaking=args.allow_breaking,
+    )
     show_bar = not args.json and sys.stderr.isatty()
-    results = []
+    plans: list[InstallPlan] = []
+    refused: list[OperationRecord] = []
     for archive in args.archives:
         install_id = installer.begin(archive)
 
-        def plan(archive: Path = archive, install_id: int = install_id) -> object:
-            return installer.plan(install_id, archive)
+        def make_plan(archive: Path = archive, install_id: int = install_id) -> object:
+            return installer.plan(install_id, archive, member=args.from_member)
 
         planned = (
-            run_with_progress(registry, install_id, archive.name, plan, sys.stderr)
+            run_with_progress(registry, install_id, archive.name, make_plan, sys.stderr)
             if show_bar
-            else plan()
+            else make_plan()
         )
         if not isinstance(planned, InstallPlan):
-            record = registry.get_operation(install_id)
-        elif interactive and not _confirmed(planned):
-            record = installer.decline(install_id)
-        elif not interactive and (refusal := planned.refusal(options)) is not None:
-            record = installer.decline(install_id, refusal)
-        elif show_bar:
-            record = run_with_progress(
-                registry,
-                install_id,
-                planned.manifest.name,
-                functools.partial(installer.execute, planned),
-                sys.stderr,
-            )
+            refused.append(registry.get_operation(install_id))
         else:
-            record = installer.execute(planned)
-        results.append(record)
-        if not args.json:
+            plans.append(planned.with_kept_settings(not args.fresh_settings))
+    while True:
+        batch = installer.arrange(plans)
+        for plan, reason in batch.held_back:
+            refused.append(installer.decline(plan.install_id, reason))
+        # Unattended, a reinstall, a downgrade or breaking a dependent needs its flag; what
+        # is left out may leave others without what they need, so the rest is arranged again.
+        unattended = [] if interactive else [(p, p.refusal(options)) for p in batch.ready]
+        not_allowed = [(plan, reason) for plan, reason in unattended if reason is not None]
+        for plan, reason in not_allowed:
+            refused.append(installer.decline(plan.install_id, reason))
+        if not not_allowed:
+            break
+        plans = [plan for plan in batch.ready if plan.refusal(options) is None]
+    results: list[OperationRecord] = []
+    if batch.ready:
+        lines = _plan_lines(batch, refused)
+        if interactive:
+            print("\n".join(lines), file=sys.stderr)
+        verb = batch.ready[0].kind.verb if len(batch.ready) == 1 else "Install these"
+        count = f" {len(batch.ready)}" if len(batch.ready) > 1 else ""
+        if interactive and not ask(f"{verb}{count}?"):
+            results.extend(installer.decline(plan.install_id) for plan in batch.ready)
+        else:
+            for group in batch.groups:
+
+                def work(group: tuple[InstallPlan, ...] = group) -> list[OperationRecord]:
+                    return installer.execute_group(group)
+
+                ids = [plan.install_id for plan in group]
+                label = group[0].manifest.name
+                results.extend(
+                    run_with_progress(registry, ids, label, work, sys.stderr)
+                    if show_bar
+                    else work()
+                )
+    results = refused + results
+    if not args.json:
+        for record in results:
             if record.status == OperationStatus.COMPLETED:
                 print(f"{kind_of(record.kind).done} {record.extension_id} {record.to_version}")
-            else:
+            elif record.status != OperationStatus.CANCELLED or batch.ready:
                 reason = runnable(record.error or "")
-                print(f"extension-manager: {archive}: {reason}", file=sys.stderr)
+                name = Path(record.archive_path).name
+                print(f"extension-manager: {name}: {reason}", file=sys.stderr)
+                _print_offers(record)
     if args.json:
         print(json.dumps([operation_payload(r) for r in results], indent=2))
     succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
     return ExitCode.OK if succeeded else ExitCode.FAILURE
+
+
+def _print_offers(record: OperationRecord) -> None:
+    """How to install from inside a refused archive, one command per offer."""
+    for offer in record.offers:
+        print(
+            f"  To install {offer.name} {offer.version} from it: {command_prefix()} install "
+            f"{shlex.quote(record.archive_path)} --from-member {shlex.quote(offer.member)}",
+            file=sys.stderr,
+        )
 
 
 def _configure_extension_id(sub: argparse.ArgumentParser) -> None:
@@ -178,27 +259,80 @@ def _configure_extension_id(sub: argparse.ArgumentParser) -> None:
 def _configure_uninstall(sub: argparse.ArgumentParser) -> None:
     _configure_extension_id(sub)
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    settings = sub.add_mutually_exclusive_group()
+    settings.add_argument(
+        "--keep-settings",
+        dest="keep_settings",
+        action="store_true",
+        default=None,
+        help="keep its settings for a later install (the default)",
+    )
+    settings.add_argument(
+        "--remove-settings",
+        dest="keep_settings",
+        action="store_false",
+        help="remove its settings too",
+    )
+    _configure_with_dependents(sub, "uninstall")
+
+
+def _configure_with_dependents(sub: argparse.ArgumentParser, doing: str) -> None:
+    sub.add_argument(
+        "--with-dependents",
+        action="store_true",
+        help=f"also {doing} the installed extensions that need it",
+    )
+
+
+def _together(
+    args: argparse.Namespace, registry: Registry, *, turning_off: bool
+) -> list[ExtensionRecord] | ExitCode:
+    """The extensions the command must change along with the one named (those that need it,
+    each before what it needs), or the refusal when they were not included."""
+    from registry.relations import removal_refusal
+
+    refused = removal_refusal(registry, args.extension_id, turning_off=turning_off)
+    if refused is None:
+        return []
+    message, needing = refused
+    return needing if args.with_dependents else fail(message)
 
 
 def uninstall_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     from registry.installer import Installer
+    from registry.relations import names
 
     installed = registry.get_extension(args.extension_id)
     if installed is None:
         return fail(f"The extension '{args.extension_id}' is not installed.")
+    together = _together(args, registry, turning_off=False)
+    if isinstance(together, ExitCode):
+        return together
+    keep = args.keep_settings is not False
     if not args.yes:
         if not on_terminal():
             return unconfirmed(f"uninstall --yes {args.extension_id}")
+        also = f" with {names(together)}, which need it" if together else ""
+        settings = (
+            "Their settings are kept for a later install (--remove-settings removes them)"
+            if keep
+            else "Their settings are removed"
+        )
         question = (
-            f"Uninstall {installed.name} {installed.version}? Its files and settings are "
-            "removed; its history is kept."
+            f"Uninstall {installed.name} {installed.version}{also}? Its files are removed. "
+            f"{settings}; the history is kept."
         )
         if not ask(question):
             return fail("Nothing was uninstalled.")
-    record = Installer(registry).uninstall(args.extension_id)
-    if record.status != OperationStatus.COMPLETED:
-        return fail(record.error or "The uninstall failed.")
-    emit(args, operation_payload(record), f"Uninstalled {args.extension_id}")
+    installer = Installer(registry)
+    records = []
+    for record in [*together, installed]:
+        records.append(installer.uninstall(record.id, keep_settings=keep))
+        if records[-1].status != OperationStatus.COMPLETED:
+            return fail(records[-1].error or "The uninstall failed.")
+    text = "\n".join(f"Uninstalled {r.extension_id}" for r in records)
+    payload = [operation_payload(r) for r in records]
+    emit(args, payload if together else payload[0], text)
     return ExitCode.OK
 
 
@@ -230,6 +364,13 @@ def _set_enabled(args: argparse.Namespace, registry: Registry, enabled: bool) ->
     from registry.compatibility import misfit
     from registry.version import APP_VERSION
 
+    if not enabled:
+        together = _together(args, registry, turning_off=True)
+        if isinstance(together, ExitCode):
+            return together
+        for record in together:
+            registry.set_enabled(record.id, False)
+            emit(args, {"id": record.id, "enabled": False}, f"{record.id} disabled")
     installed = registry.get_extension(args.extension_id)
     needs = misfit(installed, APP_VERSION) if installed is not None and enabled else None
     if needs is not None and not args.anyway:
@@ -257,6 +398,11 @@ def _configure_enable(sub: argparse.ArgumentParser) -> None:
 
 def enable_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     return _set_enabled(args, registry, True)
+
+
+def _configure_disable(sub: argparse.ArgumentParser) -> None:
+    _configure_extension_id(sub)
+    _configure_with_dependents(sub, "disable")
 
 
 def disable_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
@@ -466,7 +612,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "list": Command("list installed extensions", on_registry=list_command),
     "enable": Command("enable an installed extension", _configure_enable, enable_command),
-    "disable": Command("disable an installed extension", _configure_extension_id, disable_command),
+    "disable": Command("disable an installed extension", _configure_disable, disable_command),
     "config": Command("show or change an extension's settings", _configure_config, config_command),
     "versions": Command(
         "list an extension's kept versions (what a rollback can go back to)",
