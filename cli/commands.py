@@ -119,6 +119,11 @@ def _configure_install(sub: argparse.ArgumentParser) -> None:
         help="allow installing an older version",
     )
     sub.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="allow a version that leaves an installed extension without what it needs",
+    )
+    sub.add_argument(
         "--from-member",
         metavar="PATH",
         help="install the inner zip or the folder at PATH inside the archive (one archive only)",
@@ -163,7 +168,11 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
     if args.from_member is not None and len(args.archives) != 1:
         return fail("--from-member takes one archive: the one the member is inside.")
     installer = Installer(registry)
-    options = InstallOptions(allow_reinstall=args.reinstall, allow_downgrade=args.downgrade)
+    options = InstallOptions(
+        allow_reinstall=args.reinstall,
+        allow_downgrade=args.downgrade,
+        allow_breaking=args.allow_breaking,
+    )
     show_bar = not args.json and sys.stderr.isatty()
     plans: list[InstallPlan] = []
     refused: list[OperationRecord] = []
@@ -180,13 +189,21 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
         )
         if not isinstance(planned, InstallPlan):
             refused.append(registry.get_operation(install_id))
-        elif not interactive and (refusal := planned.refusal(options)) is not None:
-            refused.append(installer.decline(install_id, refusal))
         else:
             plans.append(planned.with_kept_settings(not args.fresh_settings))
-    batch = installer.arrange(plans)
-    for plan, reason in batch.held_back:
-        refused.append(installer.decline(plan.install_id, reason))
+    while True:
+        batch = installer.arrange(plans)
+        for plan, reason in batch.held_back:
+            refused.append(installer.decline(plan.install_id, reason))
+        # Unattended, a reinstall, a downgrade or breaking a dependent needs its flag; what
+        # is left out may leave others without what they need, so the rest is arranged again.
+        unattended = [] if interactive else [(p, p.refusal(options)) for p in batch.ready]
+        not_allowed = [(plan, reason) for plan, reason in unattended if reason is not None]
+        for plan, reason in not_allowed:
+            refused.append(installer.decline(plan.install_id, reason))
+        if not not_allowed:
+            break
+        plans = [plan for plan in batch.ready if plan.refusal(options) is None]
     results: list[OperationRecord] = []
     if batch.ready:
         lines = _plan_lines(batch, refused)

@@ -140,6 +140,8 @@ class InstallOptions:
 
     allow_reinstall: bool = False
     allow_downgrade: bool = False
+    # A version outside the range an installed extension needs of it.
+    allow_breaking: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,12 @@ class InstallPlan:
             return (
                 f"{name} is installed, which is newer than {self.manifest.version} in this "
                 "file. To go back to the older version, choose Downgrade (--allow-downgrade)."
+            )
+        if self.breaks and not options.allow_breaking:
+            return (
+                f"{self.manifest.name} {self.manifest.version} was not installed: it would "
+                f"break what needs it ({'; '.join(self.breaks)}). Install a version of those "
+                "that accepts it in the same command, or allow it (--allow-breaking)."
             )
         return None
 
@@ -584,6 +592,19 @@ class Installer:
                 self._clean_staging(plan.install_id)
         return self._records(plans)
 
+    def _check_requirements(self, plan: InstallPlan) -> None:
+        """Never put in place an extension without what it needs: a plan made alone, or the
+        registry changed since the batch was arranged (another process removed it)."""
+        from registry.requirements import unmet
+
+        if not plan.requires:
+            return
+        extensions = {record.id: record for record in self.registry.list_extensions()}
+        available = {i: record.version for i, record in extensions.items() if record.enabled}
+        missing = unmet(plan.requires, available)
+        if missing:
+            raise InstallRefusedError(_missing_words(plan, missing, extensions))
+
     def _give_up_with(self, plans: Sequence[InstallPlan], failed: InstallPlan, what: str) -> None:
         for plan in plans:
             if plan is failed or not self.registry.get_operation(plan.install_id).active:
@@ -760,6 +781,7 @@ class Installer:
         """Swap the staged files in and commit: the steps a crash recovery knows."""
         install_id, digest, copy = plan.install_id, staged.digest, staged.kept_copy
         files_dir, file_list = staged.files_dir, staged.files
+        self._check_requirements(plan)
         progress.step("Putting the new version in place", archive_sha256=digest)
         if not self.registry.paths.kept_archive(digest).exists():
             swap.new_archive = self.registry.paths.kept_archive(digest)

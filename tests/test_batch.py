@@ -156,11 +156,21 @@ def test_an_upgrade_that_breaks_a_dependent_says_so(tmp_path: Path) -> None:
     code, screen = run_on_terminal(data, b"n\n", "install", str(newer))
     assert "Breaks: B 1.0.0 needs example.a <2" in screen, screen
     assert code == 1 and listed(data)["example.a"] == ("1.3.0", True)
+    unattended = run_cli(data, "install", "--yes", str(newer))
+    assert unattended.returncode == 1 and listed(data)["example.a"] == ("1.3.0", True)
+    assert "it would break what needs it (B 1.0.0 needs example.a <2)" in unattended.stderr
     # The same batch bringing a dependent that accepts the new version breaks nothing.
     accepting = extension(tmp_path / "b2.zip", "example.b", "2.0.0", requires={"example.a": "^2"})
     code, screen = run_on_terminal(data, b"y\n", "install", str(newer), str(accepting))
     assert "Breaks" not in screen and code == 0, screen
     assert listed(data) == {"example.a": ("2.0.0", True), "example.b": ("2.0.0", True)}
+    # Asked for, a version that breaks a dependent goes ahead.
+    older = extension(tmp_path / "a19.zip", "example.a", "2.1.0")
+    strict = extension(tmp_path / "b3.zip", "example.b", "3.0.0", requires={"example.a": "=2.0.0"})
+    assert run_cli(data, "install", "--yes", str(strict)).returncode == 0
+    forced = run_cli(data, "install", "--yes", "--allow-breaking", str(older))
+    assert forced.returncode == 0, forced.stderr
+    assert listed(data)["example.a"] == ("2.1.0", True)
 
 
 def test_extensions_that_need_each_other_install_all_or_nothing(paths: DataPaths) -> None:
