@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli import transfer, versions
-from cli.invocation import command_prefix, runnable
+from cli.invocation import runnable
 from cli.output import (
     ExitCode,
     ask,
@@ -235,21 +234,10 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
                 reason = runnable(record.error or "")
                 name = Path(record.archive_path).name
                 print(f"extension-manager: {name}: {reason}", file=sys.stderr)
-                _print_offers(record)
     if args.json:
         print(json.dumps([operation_payload(r) for r in results], indent=2))
     succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
     return ExitCode.OK if succeeded else ExitCode.FAILURE
-
-
-def _print_offers(record: OperationRecord) -> None:
-    """How to install from inside a refused archive, one command per offer."""
-    for offer in record.offers:
-        print(
-            f"  To install {offer.name} {offer.version} from it: {command_prefix()} install "
-            f"{shlex.quote(record.archive_path)} --from-member {shlex.quote(offer.member)}",
-            file=sys.stderr,
-        )
 
 
 def _configure_extension_id(sub: argparse.ArgumentParser) -> None:
