@@ -1351,6 +1351,14 @@ def _locate_manifest(
         )
     listed = ", ".join(_quote(name) for name in top_level[:3])
     kind = _guess_kind(files)
+    inner_zips = [e for e in files if e.parts[-1].casefold().endswith(".zip")]
+    if inner_zips and kind is None:
+        # A download with a read-me beside the real zip: the zips are what may be installed.
+        raise NestedArchiveError(
+            f"{label} contains no manifest.json, only other files and zips "
+            f"({inner_zips[0].shown}): unzip it and install the inner file.",
+            tuple("/".join(e.parts) for e in inner_zips),
+        )
     looks = f"; it looks like {kind}" if kind else ""
     raise ArchiveError(
         f"{label} contains no manifest.json at the top of the archive or inside its single "

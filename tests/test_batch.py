@@ -380,3 +380,16 @@ def test_an_inner_zip_bomb_is_refused_under_the_outer_budget(tmp_path: Path) -> 
     assert refused.returncode == 1 and listed(data) == {}
     assert "zip bomb" in refused.stderr, refused.stderr
     assert not any((data / "staging").iterdir()) if (data / "staging").exists() else True
+
+
+def test_a_read_me_beside_the_inner_zip_still_gets_the_offer(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    inner = extension(tmp_path / "plugin.zip", "example.hello", name="Hello World")
+    outer = make_zip(
+        tmp_path / "purchase.zip",
+        {"README.txt": b"Install plugin.zip", "LICENSE": b"MIT", "plugin.zip": inner.read_bytes()},
+    )
+    refused = run_cli(data, "install", "--yes", str(outer))
+    assert "'plugin.zip' contains Hello World 1.0.0" in refused.stderr, refused.stderr
+    chosen = run_cli(data, "install", "--yes", str(outer), "--from-member", "plugin.zip")
+    assert chosen.returncode == 0, chosen.stderr
