@@ -890,15 +890,18 @@ def run_import(
     on_outcome: Callable[[EntryOutcome], None] | None = None,
 ) -> ImportReport:
     """Carry out a plan the person agreed to, entry by entry in the plan's order. Each install
-    is an operation (begin, plan, execute) with the entry's settings committed with it and its
-    enabled state set right after; settings and enabled states alone are written directly.
-    An entry whose requirement did not come in is not installed. ``on_operation`` is told each
-    operation's id as it starts (to follow its progress), ``on_outcome`` each entry's end."""
+    is an operation (begin, plan, execute) with the entry's settings committed with it, and
+    turned on right after if it should be; settings and enabled states alone are written
+    directly. What the file has disabled is turned off last, once everything is in: an install
+    needs what it requires turned on. An entry whose requirement did not come in is not
+    installed. ``on_operation`` is told each operation's id as it starts (to follow its
+    progress), ``on_outcome`` each entry's end."""
     from registry.installer import Installer
 
     installer = installer or Installer(registry)
     failed: set[str] = set()
     outcomes: list[EntryOutcome] = []
+    to_turn_off: list[int] = []
     for planned in plan.entries:
         entry = planned.entry
         missing = [r for r in entry.requires if r in failed]
@@ -925,12 +928,37 @@ def run_import(
                     outcome = _run_state(registry, planned)
             except UserFacingError as error:
                 outcome = EntryOutcome(planned, False, str(error))
+        deferred = outcome.done and not entry.enabled and planned.changes
         if not outcome.done:
             failed.add(entry.id)
+        elif deferred:
+            to_turn_off.append(len(outcomes))
         outcomes.append(outcome)
-        if on_outcome is not None:
+        if on_outcome is not None and not deferred:
             on_outcome(outcome)
+    # Dependents first, then what they require.
+    for index in reversed(to_turn_off):
+        outcomes[index] = _turned_off(registry, outcomes[index])
+        if on_outcome is not None:
+            on_outcome(outcomes[index])
     return ImportReport(tuple(outcomes))
+
+
+def _turned_off(registry: Registry, outcome: EntryOutcome) -> EntryOutcome:
+    entry = outcome.planned.entry
+    try:
+        current = registry.get_extension(entry.id)
+        if current is None:
+            return outcome
+        if current.enabled:
+            registry.set_enabled(entry.id, False)
+    except UserFacingError as error:
+        return dataclasses.replace(
+            outcome, done=False, message=f"{outcome.message}, but it could not be disabled: {error}"
+        )
+    if outcome.planned.action == ImportAction.ENABLED:
+        return dataclasses.replace(outcome, message=f"Disabled {entry.id}")
+    return dataclasses.replace(outcome, message=f"{outcome.message}, disabled")
 
 
 def _run_state(registry: Registry, planned: PlannedEntry) -> EntryOutcome:
@@ -940,14 +968,12 @@ def _run_state(registry: Registry, planned: PlannedEntry) -> EntryOutcome:
         return EntryOutcome(planned, False, _changed_meanwhile(entry, current))
     if planned.settings is not None:
         registry.save_config(entry.id, planned.settings)
-    if current.enabled != entry.enabled:
-        registry.set_enabled(entry.id, entry.enabled)
-    parts = []
+    # Turning off waits for the end of the import (``run_import``).
+    if entry.enabled and not current.enabled:
+        registry.set_enabled(entry.id, True)
     if planned.settings is not None:
-        parts.append(f"Settings of {entry.id} set")
-    if current.enabled != entry.enabled:
-        parts.append(f"{'Enabled' if entry.enabled else 'Disabled'} {entry.id}")
-    return EntryOutcome(planned, True, "; ".join(parts) or "already as in the file")
+        return EntryOutcome(planned, True, f"Settings of {entry.id} set")
+    return EntryOutcome(planned, True, f"Enabled {entry.id}" if entry.enabled else "")
 
 
 def _changed_meanwhile(entry: SetEntry, current: ExtensionRecord | None) -> str:
@@ -995,12 +1021,12 @@ def _run_install(
     done = f"{_INSTALL_KINDS[planned.action].done} {entry.id} {entry.version}"
     try:
         current = registry.get_extension(entry.id)
-        if current is not None and current.enabled != entry.enabled:
-            registry.set_enabled(entry.id, entry.enabled)
+        # Turning off waits for the end of the import (``run_import``).
+        if current is not None and entry.enabled and not current.enabled:
+            registry.set_enabled(entry.id, True)
     except UserFacingError as error:
-        state = "enabled" if entry.enabled else "disabled"
-        return EntryOutcome(planned, False, f"{done}, but it could not be {state}: {error}", record)
-    return EntryOutcome(planned, True, done + ("" if entry.enabled else ", disabled"), record)
+        return EntryOutcome(planned, False, f"{done}, but it could not be enabled: {error}", record)
+    return EntryOutcome(planned, True, done, record)
 
 
 def _failed(planned: PlannedEntry, record: OperationRecord) -> EntryOutcome:

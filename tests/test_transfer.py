@@ -274,3 +274,41 @@ def test_a_bundle_with_a_missing_kept_archive_is_not_written(
     message = plain_failure(run_cli(data, "export", "--bundle", str(target)))
     assert HELLO in message and "doctor" in message
     assert not target.exists() and list(tmp_path.glob(".*.part")) == []
+
+
+def test_requirements_come_in_first_and_are_turned_off_last(tmp_path: Path) -> None:
+    """Listed by name, the dependent comes first; both are disabled in the file, and an install
+    needs what it requires turned on."""
+    base = make_extension_zip(
+        tmp_path / "base.zip",
+        {"manifest.json": minimal_manifest(id="example.base", name="Zeta Base")},
+    )
+    user = make_extension_zip(
+        tmp_path / "user.zip",
+        {
+            "manifest.json": minimal_manifest(
+                id="example.user", name="Alpha User", requires={"example.base": ">=1.0.0"}
+            )
+        },
+    )
+    source, target = tmp_path / "source", tmp_path / "target"
+    succeeds(source, "install", "--yes", str(base), str(user))
+    succeeds(source, "disable", "example.user")
+    succeeds(source, "disable", "example.base")
+    bundle = tmp_path / "set.zip"
+    succeeds(source, "export", "--bundle", str(bundle))
+    with zipfile.ZipFile(bundle) as opened:
+        [first, second] = json.loads(opened.read("installed-set.json"))["extensions"]
+    assert (first["id"], first["requires"], second["id"]) == (
+        "example.user",
+        {"example.base": ">=1.0.0"},
+        "example.base",
+    )
+
+    result = succeeds(target, "import", "--yes", str(bundle))
+    assert result.stdout.index("install example.base") < result.stdout.index("install example.user")
+    assert installed(target) == installed(source)
+    assert [op["extension_id"] for op in reversed(as_json(target, "history"))] == [
+        "example.base",
+        "example.user",
+    ]
