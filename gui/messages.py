@@ -3,7 +3,7 @@ a message names are written the way this installation runs them (``cli.invocatio
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QMessageBox, QWidget
 
 from cli.invocation import runnable
 
@@ -54,3 +54,31 @@ def choose(parent: QWidget | None, title: str, text: str, choices: list[str]) ->
         if clicked is button:
             return index
     return None
+
+
+def ask_with_option(
+    parent: QWidget | None,
+    title: str,
+    text: str,
+    confirm_label: str,
+    option_label: str,
+    option_checked: bool = True,
+) -> tuple[bool, bool]:
+    """A question with one check box under it (ticked or not to begin with): whether the
+    person confirmed, and how they left the box. Cancel is the default, so Return confirms
+    nothing."""
+    box = QMessageBox(
+        QMessageBox.Icon.Question,
+        title,
+        runnable(text),
+        QMessageBox.StandardButton.NoButton,
+        parent,
+    )
+    option = QCheckBox(option_label)
+    option.setChecked(option_checked)
+    box.setCheckBox(option)
+    confirm = box.addButton(confirm_label, QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is confirm, option.isChecked()
