@@ -168,10 +168,15 @@ class ImportPlanDialog(QDialog):
         layout.addWidget(self.buttons)
         metrics = self.fontMetrics()
         rows = min(max(len(plan.entries), 3), 12)
-        self.resize(
-            min(metrics.horizontalAdvance("x") * 110, 900),
-            metrics.height() * (rows * 2 + 10),
-        )
+        width = metrics.horizontalAdvance("x") * 110
+        height = metrics.height() * (rows * 2 + 10)
+        # Never wider or taller than the screen's free area (at 2x scaling it would be).
+        screen = (parent.screen() if parent is not None else None) or self.screen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            width = min(width, int(available.width() * 0.9))
+            height = min(height, int(available.height() * 0.9))
+        self.resize(width, height)
 
     @classmethod
     def ask(
