@@ -3,7 +3,9 @@
 It combines what the person needs to decide: which extension, which version change, who made
 it, what it can do and what it asks permission for. It is opened window-modal and answers
 through a callback, so no thread (not even the GUI thread, in a nested event loop) waits on the
-person. Tests that are about something else replace ``ConfirmDialog.ask``.
+person. Several files dropped or chosen together are confirmed at once by a ``BatchDialog``,
+reached through the same ``ConfirmDialog.ask``: tests that are about something else replace
+that one seam and answer every confirmation.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from html import escape
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui import colors
+from gui.batch_dialog import BatchChoice, BatchDialog
 from registry.installer import InstallPlan
 from registry.sizes import format_size
 from registry.vocabulary import OperationKind
@@ -102,6 +113,17 @@ class ConfirmDialog(QDialog):
             form.addRow("File:", _label(plan.origin or str(plan.archive_path)))
         if plan.origin_source:
             form.addRow("Source:", _label(plan.origin_source))
+        if plan.from_member:
+            form.addRow("From inside:", _label(plan.from_member))
+        # Settings kept when this id was uninstalled come back unless the person says not to.
+        self.restore_box: QCheckBox | None = None
+        if plan.kept_settings is not None:
+            self.restore_box = QCheckBox(
+                f"Restore the settings kept when version {plan.kept_settings.version} "
+                "was uninstalled"
+            )
+            self.restore_box.setChecked(plan.restores_kept_settings)
+            self.restore_box.setToolTip("Unticked, it starts from the default settings")
 
         self.buttons = QDialogButtonBox()
         self.accept_button = self.buttons.addButton(verb, QDialogButtonBox.ButtonRole.AcceptRole)
@@ -125,7 +147,16 @@ class ConfirmDialog(QDialog):
         layout.addWidget(self.change_label)
         layout.addWidget(self.notes_label)
         layout.addLayout(form)
+        if self.restore_box is not None:
+            layout.addWidget(self.restore_box)
         layout.addWidget(self.buttons)
+
+    @property
+    def chosen_plan(self) -> InstallPlan:
+        """The plan as the person answered it (with the kept settings put back or not)."""
+        if self.restore_box is None:
+            return self.plan
+        return self.plan.with_kept_settings(self.restore_box.isChecked())
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -135,13 +166,16 @@ class ConfirmDialog(QDialog):
     def ask(
         cls,
         parent: QWidget | None,
-        plan: InstallPlan,
+        plan: InstallPlan | BatchChoice,
         on_answer: Callable[[bool], None],
         *notes: str,
-    ) -> ConfirmDialog | None:
+    ) -> ConfirmDialog | BatchDialog | None:
         """Show the plan window-modal and return at once; ``on_answer(True)`` means go ahead.
         Closing the dialog in any way other than the accept button is a no. ``notes`` are
-        said under the change, in plain sentences."""
+        said under the change, in plain sentences. Given a ``BatchChoice`` (several files), the
+        batch dialog is shown instead; the person's ticks are in the choice."""
+        if isinstance(plan, BatchChoice):
+            return BatchDialog.ask(parent, plan, on_answer)
         dialog = cls(plan, parent, notes)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.finished.connect(

@@ -6,6 +6,11 @@ and a second worker run executes or declines it. No thread waits for the person'
 update plans by downloading the offered zip first, and a rollback by checking the kept archive
 again; both are then confirmed and executed the same way.
 
+Several files accepted together (one drop, one choice in the file dialog) are planned each on
+its own row, then confirmed together once every one is planned or refused: one ``BatchDialog``
+for all of them, and each set of files that need each other installs all or nothing. A refused
+archive that holds an extension further in offers, on its row, to install it from inside.
+
 Each row shows what the registry's operation record says: a worker writes progress into the
 record, and a timer on the GUI thread re-reads the records of active rows (reads only, short,
 autocommit) — the same numbers the command line would see for the same operation. Worker signals
@@ -20,7 +25,7 @@ import logging
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,12 +45,13 @@ from PySide6.QtWidgets import (
 
 from gui import colors
 from gui.activity_view import change_words
+from gui.batch_dialog import BatchChoice, BatchDialog
 from gui.confirm_dialog import ConfirmDialog
 from gui.workers import WorkerPool
 from registry.errors import RegistryError
 from registry.installer import CancelToken, Installer, InstallPlan
 from registry.recovery import staging_dir_for
-from registry.store import OperationRecord, Registry, process_is_alive
+from registry.store import InnerOffer, OperationRecord, Registry, process_is_alive
 from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 if TYPE_CHECKING:
@@ -67,6 +73,8 @@ class OperationRow(QFrame):
 
     cancel_clicked = Signal()
     dismiss_clicked = Signal()
+    # A refused archive's extension further in: install it from inside (an InnerOffer).
+    offer_clicked = Signal(object)
 
     def __init__(self, title: str, *, cancellable: bool) -> None:
         super().__init__()
@@ -107,6 +115,8 @@ class OperationRow(QFrame):
         self.dismiss_button.setAccessibleName(f"Dismiss {title}")
         self.dismiss_button.hide()
         self.dismiss_button.clicked.connect(self.dismiss_clicked)
+        self.offer_buttons: list[QPushButton] = []
+        self._offers_line = QHBoxLayout()
 
         heading = QHBoxLayout()
         heading.addWidget(self.title_label)
@@ -125,6 +135,7 @@ class OperationRow(QFrame):
         layout.addLayout(heading)
         layout.addLayout(bar_line)
         layout.addWidget(self.error_label)
+        layout.addLayout(self._offers_line)
 
     def set_title(self, title: str) -> None:
         if self.title_label.text() != title:
@@ -153,6 +164,7 @@ class OperationRow(QFrame):
             self.dismiss_button.show()
         elif record.status == OperationStatus.FAILED:
             self.show_failure(record.error or "The operation failed.")
+            self.show_offers(record.offers)
         elif record.status == OperationStatus.CANCELLED:
             # A choice the person made, not a problem: in the ordinary text colour.
             self.show_ended("Cancelled", record.error or "Nothing was changed.", "")
@@ -160,6 +172,18 @@ class OperationRow(QFrame):
             self.step_label.setText(f"Cancelling… ({record.shown_step})")
         else:
             self.step_label.setText(record.shown_step)
+
+    def show_offers(self, offers: Sequence[InnerOffer]) -> None:
+        """One button per extension found inside the refused archive."""
+        if self.offer_buttons or not offers:
+            return
+        for offer in offers:
+            button = QPushButton(f"Install {offer.name} {offer.version} from {offer.member}")
+            button.setAccessibleName(f"Install {offer.name} {offer.version} from inside the file")
+            button.clicked.connect(functools.partial(self.offer_clicked.emit, offer))
+            self.offer_buttons.append(button)
+            self._offers_line.addWidget(button)
+        self._offers_line.addStretch(1)
 
     def show_failure(self, message: str) -> None:
         self.show_ended("Failed", message, colors.style(colors.error_color(self.palette())))
@@ -199,6 +223,35 @@ class Operation:
     plan: InstallPlan | None = field(default=None, repr=False)
     # Said in the confirmation besides the plan (an update replacing a hand-installed zip).
     notes: tuple[str, ...] = ()
+    # The files accepted together with this one, confirmed together.
+    drop: Drop | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class Drop:
+    """Files accepted together: once every one is planned or refused, they are confirmed in
+    one dialog (or, when only one was planned and none refused, in the usual one)."""
+
+    operations: list[Operation] = field(default_factory=list)
+    queued: bool = False
+
+    @property
+    def settled(self) -> bool:
+        return all(op.plan is not None or op.final for op in self.operations)
+
+
+@dataclass(eq=False)
+class PendingBatch:
+    """A drop's planned files waiting for their one confirmation, with the refused ones."""
+
+    operations: list[Operation]
+    refused: list[OperationRecord]
+    choice: BatchChoice | None = None
+    # Shown while the batch dialog is open: more files it asked for from inside refused ones.
+    extra: list[Operation] = field(default_factory=list)
+
+
+Confirmation = Operation | PendingBatch
 
 
 class InstallPanel(QWidget):
@@ -228,9 +281,10 @@ class InstallPanel(QWidget):
         self.long_pool = long_pool
         self.operations: list[Operation] = []
         self._ignored_ids: set[int] = set()
-        self._confirm_queue: deque[Operation] = deque()
-        self.confirming: Operation | None = None
+        self._confirm_queue: deque[Confirmation] = deque()
+        self.confirming: Confirmation | None = None
         self.confirm_dialog: ConfirmDialog | None = None
+        self.batch_dialog: BatchDialog | None = None
         self._closed = False
         self._newest_seen_id: int | None = None
 
@@ -281,21 +335,42 @@ class InstallPanel(QWidget):
         self.scan_external()
         self._scan_timer.start()
 
-    def start_install(self, path: Path) -> Operation:
+    def start_installs(self, paths: Sequence[Path]) -> list[Operation]:
+        """Install files accepted together: each planned on its own row, all confirmed once."""
+        if len(paths) == 1:
+            return [self.start_install(paths[0])]
+        drop = Drop()
+        for path in paths:
+            drop.operations.append(self.start_install(path, drop=drop))
+        return drop.operations
+
+    def start_install(
+        self, path: Path, *, member: str | None = None, drop: Drop | None = None
+    ) -> Operation:
+        """Install an archive or a folder; ``member`` installs an inner zip or folder of the
+        archive instead (one a refused plan offered)."""
         path = path.absolute()
         cancel = CancelToken()
+        title = f"{member} in {path.name}" if member else path.name
         operation = Operation(
-            OperationRow(path.name, cancellable=True),
+            OperationRow(title, cancellable=True),
             OperationKind.INSTALL,
             archive_path=str(path),
             cancel=cancel,
+            drop=drop,
         )
         installer = self.installer
         return self._start_planned(
             operation,
             lambda: installer.begin(path),
-            lambda install_id: installer.plan(install_id, path, cancel),
+            lambda install_id: installer.plan(install_id, path, cancel, member=member),
         )
+
+    def install_from_inside(self, operation: Operation, offer: InnerOffer) -> Operation:
+        """Install what a refused archive offered; its row makes way for the new one."""
+        started = self.start_install(Path(operation.archive_path), member=offer.member)
+        self.dismiss(operation)
+        return started
 
     def start_update(self, item: ExtensionUpdates) -> Operation:
         """Download the offered version (its own bar), then confirm and install it like a
@@ -364,7 +439,9 @@ class InstallPanel(QWidget):
         self._run(operation, self.pool, begin, planned, begins=True)
         return operation
 
-    def start_uninstall(self, extension_id: str, name: str) -> Operation:
+    def start_uninstall(
+        self, extension_id: str, name: str, keep_settings: bool = True
+    ) -> Operation:
         operation = self._add(
             Operation(
                 OperationRow(name, cancellable=False),
@@ -379,7 +456,9 @@ class InstallPanel(QWidget):
             self._run(
                 operation,
                 self.long_pool,
-                lambda: installer.uninstall(extension_id, install_id=install_id),
+                lambda: installer.uninstall(
+                    extension_id, install_id=install_id, keep_settings=keep_settings
+                ),
                 self._on_worker_finished,
             )
 
@@ -423,6 +502,7 @@ class InstallPanel(QWidget):
         row = operation.row
         row.cancel_clicked.connect(lambda: self.cancel(operation))
         row.dismiss_clicked.connect(lambda: self.dismiss(operation))
+        row.offer_clicked.connect(lambda offer: self.install_from_inside(operation, offer))
         self._rows_layout.insertWidget(self._rows_layout.count() - 1, row)
         self.show()
         self._fit_height()
@@ -459,7 +539,32 @@ class InstallPanel(QWidget):
             # Planned while the window was closing: nobody is left to answer.
             self._answer(operation, accepted=False)
             return
-        self._confirm_queue.append(operation)
+        if self._join_open_batch(operation):
+            return
+        if operation.drop is None:
+            self._confirm_queue.append(operation)
+            self._confirm_next()
+        else:
+            self._settle(operation)
+
+    def _settle(self, operation: Operation) -> None:
+        """One file of a drop is planned or has ended: once all are, queue their confirmation."""
+        drop = operation.drop
+        if drop is None or drop.queued or not drop.settled or self._closed:
+            return
+        drop.queued = True
+        planned = [op for op in drop.operations if op.plan is not None]
+        refused = [
+            op.record
+            for op in drop.operations
+            if op.record is not None and op.record.status == OperationStatus.FAILED
+        ]
+        if not planned:
+            return
+        if len(planned) == 1 and not refused:
+            self._confirm_queue.append(planned[0])
+        else:
+            self._confirm_queue.append(PendingBatch(planned, refused))
         self._confirm_next()
 
     def _on_worker_finished(self, operation: Operation, record: OperationRecord) -> None:
@@ -480,6 +585,7 @@ class InstallPanel(QWidget):
         operation.row.show_failure(message)
         self._fit_height()
         self._update_dismiss_all()
+        self._settle(operation)
 
     # -- reading the registry --------------------------------------------------------------------
 
@@ -584,6 +690,7 @@ class InstallPanel(QWidget):
                     COMPLETED_ROW_LINGER_MS, operation.row, lambda: self.dismiss(operation)
                 )
             self.operation_finished.emit(record, operation.row.title_label.text())
+            self._settle(operation)
 
     def _installed_name(self, extension_id: str) -> str | None:
         try:
@@ -655,8 +762,13 @@ class InstallPanel(QWidget):
         if self.confirming is not None or self._closed:
             return
         while self._confirm_queue:
-            operation = self._confirm_queue.popleft()
-            if operation.cancel is not None and operation.cancel.cancelled:
+            waiting = self._confirm_queue.popleft()
+            if isinstance(waiting, PendingBatch):
+                if self._confirm_batch(waiting):
+                    return
+                continue
+            operation = waiting
+            if self._is_cancelled(operation):
                 self._answer(operation, accepted=False)
                 continue
             assert operation.plan is not None
@@ -668,16 +780,119 @@ class InstallPanel(QWidget):
                 *operation.notes,
             )
             # An answer given at once (a test's stand-in) has already moved on to the next.
-            if self.confirming is operation:
+            if self.confirming is operation and isinstance(dialog, ConfirmDialog):
                 self.confirm_dialog = dialog
             return
+
+    @staticmethod
+    def _is_cancelled(operation: Operation) -> bool:
+        return operation.cancel is not None and operation.cancel.cancelled
+
+    def _confirm_batch(self, pending: PendingBatch) -> bool:
+        """Show the one dialog for a drop's files; False when none is left to ask about (each
+        cancelled from its row meanwhile)."""
+        for operation in [op for op in pending.operations if self._is_cancelled(op)]:
+            pending.operations.remove(operation)
+            self._answer(operation, accepted=False)
+        if not pending.operations:
+            return False
+        plans = [op.plan for op in pending.operations if op.plan is not None]
+        pending.choice = BatchChoice(plans, pending.refused, self.installer.arrange)
+        self.confirming = pending
+        dialog = ConfirmDialog.ask(
+            self.window(), pending.choice, functools.partial(self._on_batch_answered, pending)
+        )
+        if self.confirming is pending and isinstance(dialog, BatchDialog):
+            self.batch_dialog = dialog
+            dialog.inside_requested.connect(functools.partial(self._plan_inside_batch, pending))
+        return True
+
+    def _plan_inside_batch(
+        self, pending: PendingBatch, record: OperationRecord, offer: InnerOffer
+    ) -> None:
+        """The batch dialog asked for an extension inside a refused file: plan it on a row of
+        its own; once planned it joins the open dialog (see ``_join_open_batch``)."""
+        refused = next((op for op in self.operations if op.install_id == record.install_id), None)
+        operation = self.start_install(Path(record.archive_path), member=offer.member)
+        pending.extra.append(operation)
+        if refused is not None:
+            self.dismiss(refused)
+
+    def _join_open_batch(self, operation: Operation) -> bool:
+        """A plan the open batch dialog asked for joins it; True when it did."""
+        pending = self.confirming
+        if not isinstance(pending, PendingBatch) or operation not in pending.extra:
+            return False
+        if self.batch_dialog is None:
+            return False
+        pending.operations.append(operation)
+        assert operation.plan is not None
+        self.batch_dialog.add_plan(operation.plan)
+        return True
 
     def _on_answered(self, operation: Operation, accepted: bool) -> None:
         if self.confirming is operation:
             self.confirming = None
+            if self.confirm_dialog is not None:
+                operation.plan = self.confirm_dialog.chosen_plan
             self.confirm_dialog = None
         self._answer(operation, accepted)
         self._confirm_next()
+
+    def _on_batch_answered(self, pending: PendingBatch, accepted: bool) -> None:
+        """Install what the person ticked (each linked set all or nothing, on the long pool);
+        decline the rest: unticked ones as cancelled, held back ones with the reason."""
+        if self.confirming is pending:
+            self.confirming = None
+            self.batch_dialog = None
+        choice = pending.choice
+        by_id = {op.install_id: op for op in pending.operations}
+        if not accepted or self._closed or choice is None:
+            for operation in pending.operations:
+                self._answer(operation, accepted=False)
+        else:
+            batch = choice.batch
+            for plan in choice.unticked:
+                self._answer(by_id[plan.install_id], accepted=False)
+            for plan, reason in batch.held_back:
+                self._decline_with(by_id[plan.install_id], reason)
+            for group in batch.groups:
+                self._execute_group([by_id[plan.install_id] for plan in group], group)
+        self._confirm_next()
+
+    def _execute_group(self, operations: list[Operation], plans: Sequence[InstallPlan]) -> None:
+        for operation in operations:
+            operation.plan = None
+        cancels = [operation.cancel for operation in operations]
+        installer = self.installer
+
+        def finished(records: list[OperationRecord]) -> None:
+            for operation, record in zip(operations, records, strict=True):
+                if operation in self.operations:
+                    self._on_worker_finished(operation, record)
+
+        def failed(message: str, _details: str) -> None:
+            for operation in operations:
+                self._on_worker_failed(operation, message)
+
+        self.long_pool.start(
+            lambda: installer.execute_group(plans, cancels),
+            registry=self.registry,
+            on_success=finished,
+            on_failure=failed,
+        )
+
+    def _decline_with(self, operation: Operation, reason: str) -> None:
+        """End a planned operation that cannot go ahead with the others, saying why."""
+        plan, operation.plan = operation.plan, None
+        if plan is None:
+            return
+        self._run(
+            operation,
+            self.pool,
+            lambda: self.installer.decline(plan.install_id, reason),
+            self._on_worker_finished,
+        )
 
     def _answer(self, operation: Operation, accepted: bool) -> None:
         """Execute the plan on a worker, or record that the person said no."""
@@ -717,12 +932,17 @@ class InstallPanel(QWidget):
         for operation in self.operations:
             if operation.cancel is not None:
                 operation.cancel.cancel()
-        if self.confirm_dialog is not None:
-            self.confirm_dialog.reject()  # answers no through its callback
-        if self.confirming is not None:
+        for dialog in (self.confirm_dialog, self.batch_dialog):
+            if dialog is not None:
+                dialog.reject()  # answers no through its callback
+        if isinstance(self.confirming, PendingBatch):
+            self._on_batch_answered(self.confirming, accepted=False)
+        elif self.confirming is not None:
             self._on_answered(self.confirming, accepted=False)
-        while self._confirm_queue:
-            self._answer(self._confirm_queue.popleft(), accepted=False)
+        self._confirm_queue.clear()
+        # Queued, or planned while the rest of their drop was still being read.
+        for operation in self.operations:
+            self._answer(operation, accepted=False)
 
     @property
     def busy(self) -> bool:
