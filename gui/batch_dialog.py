@@ -217,6 +217,7 @@ class BatchDialog(QDialog):
         layout.addWidget(self.refused_heading)
         layout.addWidget(self.refused_label)
         layout.addLayout(offers_line)
+        layout.addStretch(1)
         layout.addWidget(self.buttons)
 
         self._install_ids: list[int] = []
@@ -358,11 +359,17 @@ class BatchDialog(QDialog):
         shown = [row for row in range(self.table.rowCount()) if not self.table.isRowHidden(row)]
         rows = sum(self.table.rowHeight(row) for row in shown[:MAX_SHOWN_ROWS])
         frame = self.table.frameWidth() * 2
-        self.table.setMinimumHeight(
-            self.table.horizontalHeader().sizeHint().height() + rows + frame
+        # As tall as its rows (up to a few), so what is ticked is seen without scrolling.
+        header = self.table.horizontalHeader().sizeHint().height()
+        self.table.setFixedHeight(
+            header + max(rows, self.table.verticalHeader().defaultSectionSize()) + frame
         )
 
     def showEvent(self, event: QShowEvent) -> None:
+        # Wrapped labels ask for their height at a narrow width: size for the real one.
+        layout = self.layout()
+        if layout is not None and layout.hasHeightForWidth():
+            self.resize(self.width(), max(layout.totalHeightForWidth(self.width()), 1))
         super().showEvent(event)
         target = self.table if self.table.rowCount() else self.default_button
         target.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
