@@ -64,6 +64,7 @@ from gui.extensions_model import (
 )
 from gui.install_panel import InstallPanel
 from gui.single_instance import InstanceServer
+from gui.transfer_dialog import Transfers
 from gui.updates import UpdateChecks, UpdatesBar
 from gui.version_details import read_version_facts
 from gui.workers import LONG_WORKERS, SHORT_WORKERS, WorkerPool
@@ -110,6 +111,11 @@ def local_paths(urls: list[PySide6.QtCore.QUrl]) -> list[Path]:
 
 def is_zip(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
+
+
+def is_installable(path: Path) -> bool:
+    """An archive, or a folder (packed into one by the installer)."""
+    return is_zip(path) or path.is_dir()
 
 
 def accept_as_copy(event: QDropEvent | QDragMoveEvent) -> None:
@@ -334,6 +340,23 @@ class MainWindow(QMainWindow):
         self.install_action.triggered.connect(self.choose_files)
         file_menu.addAction(self.install_action)
         file_menu.addSeparator()
+        self.transfers = Transfers(self, self.registry, self.installer, self.pool, self.long_pool)
+        self.transfers.status.connect(self._show_transfer_status)
+        self.transfers.imported.connect(self._on_imported)
+        self.export_action = QAction("&Export installed set…", self)
+        self.export_action.setToolTip("Write the extensions, versions and settings to a file")
+        self.export_action.triggered.connect(lambda: self.transfers.export(bundle=False))
+        self.export_bundle_action = QAction("Export with &archives…", self)
+        self.export_bundle_action.setToolTip(
+            "Write a zip holding the installed set and every extension's archive"
+        )
+        self.export_bundle_action.triggered.connect(lambda: self.transfers.export(bundle=True))
+        self.import_action = QAction("I&mport…", self)
+        self.import_action.setToolTip("Bring this data folder to an exported set or bundle")
+        self.import_action.triggered.connect(self.transfers.import_)
+        for action in (self.export_action, self.export_bundle_action, self.import_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -519,30 +542,31 @@ class MainWindow(QMainWindow):
     # -- installing ------------------------------------------------------------------------------
 
     def install_files(self, paths: list[Path]) -> int:
-        """Start one install per archive; returns how many started.
+        """Start one install per archive or folder; returns how many started. Files given
+        together are confirmed together, in one dialog, once each has been read.
 
-        Files that are not existing .zip files are skipped and named: beside archives, in the
-        status bar (the archives' confirmations come next); on their own, in a message.
+        Files that are not existing .zip files or folders are skipped and named: beside
+        archives, in the status bar (the archives' confirmation comes next); on their own, in a
+        message.
         """
         unique = list(dict.fromkeys(path.absolute() for path in paths))
-        not_zips = [path for path in unique if not is_zip(path)]
-        missing = [path for path in unique if is_zip(path) and not path.is_file()]
+        not_zips = [path for path in unique if not is_installable(path)]
+        missing = [path for path in unique if is_zip(path) and not path.exists()]
         archives = [path for path in unique if path not in not_zips and path not in missing]
         parts = []
         if not_zips:
             names = ", ".join(path.name or str(path) for path in not_zips)
-            parts.append(f"Not extension archives (.zip files): {names}.")
+            parts.append(f"Not extension archives (.zip files) or folders: {names}.")
         if missing:
             names = ", ".join(str(path) for path in missing)
             parts.append(f"Cannot be found: {names}.")
         if parts and not archives:
-            parts.append("Nothing was installed. Choose or drop .zip files.")
+            parts.append("Nothing was installed. Choose or drop .zip files or folders.")
             messages.show_error(self, "Cannot install these files", " ".join(parts))
             return 0
         if parts:
             self.statusBar().showMessage("Skipped: " + " ".join(parts), SKIPPED_SHOWN_MS)
-        for path in archives:
-            self.install_panel.start_install(path)
+        self.install_panel.start_installs(archives)
         return len(archives)
 
     def choose_files(self) -> None:
@@ -584,7 +608,7 @@ class MainWindow(QMainWindow):
         # Accept any local files, so that a drop of the wrong kind can be explained; highlight
         # only when there is something installable.
         accept_as_copy(event)
-        self._set_drop_active(any(is_zip(path) for path in paths))
+        self._set_drop_active(any(is_installable(path) for path in paths))
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         accept_as_copy(event)
@@ -606,6 +630,9 @@ class MainWindow(QMainWindow):
         the person says so when asked, and that choice is recorded as an override."""
         registry = self.registry
         record = registry.get_extension(extension_id)
+        if record is not None and not enabled:
+            self._turn_off(record)
+            return
         needs = misfit(record, APP_VERSION) if record is not None and enabled else None
         if record is None or needs is None:
             self._change_extension(lambda: registry.set_enabled(extension_id, enabled))
@@ -622,6 +649,46 @@ class MainWindow(QMainWindow):
         self._change_extension(
             lambda: registry.override_compatibility(extension_id, APP_VERSION, f"it needs {needs}")
         )
+
+    def _turn_off(self, record: ExtensionRecord) -> None:
+        """Turn off ``record``; the extensions that are on and need it are named first, and
+        turned off with it (before it) only if the person says so (Cancel is the default)."""
+        from registry.relations import names, removal_refusal
+
+        registry = self.registry
+        refused = removal_refusal(registry, record.id, turning_off=True)
+        together = refused[1] if refused is not None else []
+        if together:
+            verb = "need" if len(together) > 1 else "needs"
+            confirm = "Turn off both" if len(together) == 1 else f"Turn off all {len(together) + 1}"
+            if not messages.ask(
+                self,
+                f"Turn off {record.name}?",
+                f"{names(together)} {verb} {record.name}. Turning off {record.name} turns off "
+                f"{names(together)} too, first; you can turn them on again later.",
+                confirm,
+            ):
+                return
+        ids = [other.id for other in together] + [record.id]
+
+        def change() -> None:
+            for extension_id in ids:
+                registry.set_enabled(extension_id, False)
+
+        self._change_extension(change)
+
+    def _show_transfer_status(self, text: str, timeout: int) -> None:
+        if text:
+            self.statusBar().showMessage(text, timeout)
+        else:
+            self.statusBar().clearMessage()
+
+    def _on_imported(self, _report: object) -> None:
+        """An import installed, changed or turned on and off what it had to: read it all again."""
+        if self._closed:
+            return
+        self.refresh()
+        self.update_checks.redecide()
 
     def set_held(self, extension_id: str, held: bool) -> None:
         """Hold: no update is offered until released (a rollback holds by itself)."""
@@ -780,19 +847,84 @@ class MainWindow(QMainWindow):
         self._show_update_state()
 
     def uninstall(self, extension_id: str) -> None:
-        record = self.registry.get_extension(extension_id)
+        """Ask first (Cancel is the default). The installed extensions that need this one are
+        named and can go with it, each before what it needs; settings the person chose are
+        kept for a later install of the same id unless they untick that."""
+        from registry.relations import names, removal_refusal
+        from registry.transfer import chosen_settings
+
+        registry = self.registry
+        record = registry.get_extension(extension_id)
         if record is None:
             self.refresh()
             return
-        if not messages.ask(
-            self,
-            f"Uninstall {record.name}?",
-            f"{record.name} {record.version} will be removed, with its files and settings. "
-            "Its install history is kept.",
-            "Uninstall",
-        ):
+        refused = removal_refusal(registry, extension_id)
+        together = refused[1] if refused is not None else []
+        going = [*together, record]
+        if any(self._busy_with(other.id, other.name) for other in going):
             return
-        self.install_panel.start_uninstall(record.id, record.name)
+        if together:
+            verb = "need" if len(together) > 1 else "needs"
+            text = (
+                f"{names(together)} {verb} {record.name}. Uninstalling {record.name} "
+                f"uninstalls {names(together)} too, first. Their files are removed; the install "
+                "history is kept."
+            )
+            confirm = "Uninstall both" if len(going) == 2 else f"Uninstall all {len(going)}"
+        else:
+            text = (
+                f"{record.name} {record.version} will be removed with its files. Its install "
+                "history is kept."
+            )
+            confirm = "Uninstall"
+        title = f"Uninstall {record.name}?"
+        if any(chosen_settings(registry, other) for other in going):
+            whose = "its" if len(going) == 1 else "their"
+            confirmed, keep = messages.ask_with_option(
+                self, title, text, confirm, f"Keep {whose} settings for a later install"
+            )
+        else:
+            confirmed, keep = messages.ask(self, title, text, confirm), True
+        if confirmed:
+            self._uninstall_in_turn([(other.id, other.name) for other in going], keep)
+
+    # What is still to be uninstalled after the operation under way: (id, name, keep settings).
+    _pending_uninstalls: tuple[tuple[str, str, bool], ...] = ()
+    _following_uninstalls = False
+
+    def _uninstall_in_turn(self, going: list[tuple[str, str]], keep_settings: bool) -> None:
+        """One uninstall after the other, each its own operation: the next starts once the one
+        before has completed, since the installer refuses to remove what an installed
+        extension still needs."""
+        if not self._following_uninstalls:
+            self._following_uninstalls = True
+            self.install_panel.operation_finished.connect(self._on_uninstall_finished)
+        self._pending_uninstalls = tuple((id_, name, keep_settings) for id_, name in going)
+        self._start_next_uninstall()
+
+    def _start_next_uninstall(self) -> None:
+        extension_id, name, keep_settings = self._pending_uninstalls[0]
+        self.install_panel.start_uninstall(extension_id, name, keep_settings=keep_settings)
+
+    def _on_uninstall_finished(self, record: OperationRecord, _title: str) -> None:
+        pending = self._pending_uninstalls
+        if not pending or record.kind != OperationKind.UNINSTALL:
+            return
+        if record.extension_id != pending[0][0]:
+            return
+        self._pending_uninstalls = pending[1:]
+        if not self._pending_uninstalls or self._closed:
+            return
+        if record.status == OperationStatus.COMPLETED:
+            self._start_next_uninstall()
+            return
+        left = ", ".join(name for _id, name, _keep in self._pending_uninstalls)
+        self._pending_uninstalls = ()
+        self.statusBar().showMessage(
+            f"{pending[0][1]} was not uninstalled, so {left} stayed installed: it needs it. "
+            "The Activity says why.",
+            SKIPPED_SHOWN_MS,
+        )
 
     def configure(self, extension_id: str) -> None:
         record = self.registry.get_extension(extension_id)
