@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli import transfer, versions
-from cli.invocation import runnable
+from cli.invocation import command_prefix, runnable
 from cli.output import (
     ExitCode,
     ask,
@@ -234,10 +234,22 @@ def install_command(args: argparse.Namespace, registry: Registry) -> ExitCode:
                 reason = runnable(record.error or "")
                 name = Path(record.archive_path).name
                 print(f"extension-manager: {name}: {reason}", file=sys.stderr)
+                _print_offers(record)
     if args.json:
         print(json.dumps([operation_payload(r) for r in results], indent=2))
     succeeded = all(r.status == OperationStatus.COMPLETED for r in results)
     return ExitCode.OK if succeeded else ExitCode.FAILURE
+
+
+def _print_offers(record: OperationRecord) -> None:
+    """How to install from inside a refused archive: one command per extension in it."""
+    from registry.nested import install_hint
+
+    for offer in record.offers:
+        command = install_hint(
+            Path(record.archive_path), offer.member, f"{command_prefix()} install"
+        )
+        print(f"  {offer.name} {offer.version}: {command}", file=sys.stderr)
 
 
 def _configure_extension_id(sub: argparse.ArgumentParser) -> None:

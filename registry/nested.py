@@ -172,18 +172,18 @@ def refusal(path: Path, candidates: tuple[Candidate, ...]) -> str:
         reasons = "; ".join(str(c.problem) for c in unusable)
         return f"{what}, and nothing in it can be installed: {reasons}."
     offers = "; ".join(f"{_quote(c.member)} contains {c.title}" for c in usable)
-    command = (
-        f"{COMMAND} {_shell(path.name)} {MEMBER_OPTION} {_shell(usable[0].member, always=True)}"
-    )
     not_offered = ""
     if unusable:
         not_offered = " Not offered: " + "; ".join(str(c.problem) for c in unusable) + "."
+    # How to choose is the front end's to say: a button in the window, a command line hint.
     if len(usable) == 1:
-        return f"{what}: {offers}.{not_offered} To install it, choose it below or run: {command}"
-    return (
-        f"{what}: {offers}; choose one.{not_offered} To install one, choose it below or run: "
-        f"{command} (or another of the paths above)"
-    )
+        return f"{what}: {offers}.{not_offered} It can be installed from inside the archive."
+    return f"{what}: {offers}.{not_offered} Choose one to install from inside the archive."
+
+
+def install_hint(path: Path, member: str, command: str = COMMAND) -> str:
+    """The command that installs ``member`` from inside the archive at ``path``."""
+    return f"{command} {_shell(str(path))} {MEMBER_OPTION} {_shell(member, always=True)}"
 
 
 def open_member(path: Path, member: str, limits: Limits, work_dir: Path) -> OpenedMember:

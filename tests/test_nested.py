@@ -18,6 +18,7 @@ from registry.nested import (
     Candidate,
     OpenedMember,
     find_candidates,
+    install_hint,
     open_member,
     pack_folder,
     refusal,
@@ -74,8 +75,10 @@ def test_zip_of_zips_offers_the_inner_extension(tmp_path: Path, work: Path) -> N
     assert list(work.iterdir()) == []  # the inner zips looked at are gone
     assert refusal(outer, candidates) == (
         "'outer.zip' is a zip of zips: 'Plugin/real.zip' contains Hello World 1.0.0. "
-        "To install it, choose it below or run: "
-        "extension-manager install outer.zip --from-member 'Plugin/real.zip'"
+        "It can be installed from inside the archive."
+    )
+    assert install_hint(outer, "Plugin/real.zip") == (
+        f"extension-manager install {outer} --from-member 'Plugin/real.zip'"
     )
 
 
@@ -105,8 +108,7 @@ def test_one_inner_zip_per_platform_all_listed(tmp_path: Path, work: Path) -> No
     assert refusal(outer, candidates) == (
         "'outer.zip' is a zip of zips: 'linux/hello.zip' contains Hello World 1.0.0; "
         "'mac/hello.zip' contains Hello World 1.0.0; 'win/hello.zip' contains Hello World "
-        "1.0.0; choose one. To install one, choose it below or run: extension-manager install "
-        "outer.zip --from-member 'linux/hello.zip' (or another of the paths above)"
+        "1.0.0. Choose one to install from inside the archive."
     )
     with open_member(outer, "win/hello.zip", LIMITS, work) as opened:
         assert opened.archive.manifest.path.name == "manifest.json"
@@ -124,7 +126,7 @@ def test_usable_and_unusable_inner_zips(tmp_path: Path, work: Path) -> None:
     assert "'a.zip' contains Hello World 1.0.0. Not offered: the manifest.json of 'b.zip'" in (
         message
     )
-    assert message.endswith("--from-member 'a.zip'")
+    assert message.endswith("It can be installed from inside the archive.")
 
 
 # -- a manifest deeper down ------------------------------------------------------------------
@@ -153,8 +155,7 @@ def test_manifest_three_folders_down_is_offered_as_a_folder(tmp_path: Path, work
     )
     assert refusal(outer, candidates) == (
         "'project.zip' has its manifest.json in a sub-folder, not at the top: 'src/x/y/' "
-        "contains Hello World 1.0.0. To install it, choose it below or run: "
-        "extension-manager install project.zip --from-member 'src/x/y/'"
+        "contains Hello World 1.0.0. It can be installed from inside the archive."
     )
 
     with open_member(outer, "src/x/y/", LIMITS, work) as opened:
