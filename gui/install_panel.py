@@ -413,6 +413,23 @@ class InstallPanel(QWidget):
             lambda install_id: installer.plan_rollback(install_id, extension_id, None, cancel),
         )
 
+    def follow(self, install_id: int, title: str, cancel: CancelToken | None = None) -> Operation:
+        """Give a row to an operation this window started outside the panel (an import's
+        installs), so its progress shows like any other; ``cancel`` is what its Cancel stops."""
+        operation = self._add(
+            Operation(
+                OperationRow(title, cancellable=cancel is not None),
+                OperationKind.INSTALL,
+                name=title,
+                install_id=install_id,
+                cancel=cancel,
+            )
+        )
+        if not self._closed:
+            self.poll()
+            self._active_timer.start()
+        return operation
+
     def is_running_for(self, extension_id: str) -> bool:
         """An operation on this extension is under way (another would only be refused)."""
         return any(op.extension_id == extension_id and not op.final for op in self.operations)

@@ -343,6 +343,7 @@ class MainWindow(QMainWindow):
         self.transfers = Transfers(self, self.registry, self.installer, self.pool, self.long_pool)
         self.transfers.status.connect(self._show_transfer_status)
         self.transfers.imported.connect(self._on_imported)
+        self.transfers.following.connect(self.install_panel.follow)
         self.export_action = QAction("&Export installed set…", self)
         self.export_action.setToolTip("Write the extensions, versions and settings to a file")
         self.export_action.triggered.connect(lambda: self.transfers.export(bundle=False))
@@ -687,6 +688,8 @@ class MainWindow(QMainWindow):
         """An import installed, changed or turned on and off what it had to: read it all again."""
         if self._closed:
             return
+        # The import's rows end now, before its summary reaches the status bar (after this).
+        self.install_panel.poll()
         self.refresh()
         self.update_checks.redecide()
 
@@ -1070,6 +1073,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             self.save_geometry()
             self.hide()
+            self.transfers.stop()
             self.install_panel.stop_all()
             self._stop_timer = QTimer(self)
             self._stop_timer.setInterval(STOP_POLL_MS)
@@ -1083,6 +1087,7 @@ class MainWindow(QMainWindow):
             if self.instance_server is not None:
                 self.instance_server.close()
             # Cancel what can be cancelled and wait: no worker may outlive the window.
+            self.transfers.stop()
             self.install_panel.shutdown()
             self.update_checks.wait()
         super().closeEvent(event)

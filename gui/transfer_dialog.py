@@ -197,6 +197,8 @@ class ImportSignals(QObject):
     """Emitted from the import's worker; lives on the GUI thread, so receivers run there."""
 
     outcome = Signal(object)
+    # An install of the import was recorded: the entry, its operation's id.
+    operation = Signal(object, int)
 
 
 class Transfers(QObject):
@@ -206,6 +208,8 @@ class Transfers(QObject):
     imported = Signal(object)
     # Something for the status bar: text and how long to show it.
     status = Signal(str, int)
+    # An install of the import began: its operation id, its title, the import's cancel token.
+    following = Signal(int, str, object)
 
     def __init__(
         self,
@@ -226,6 +230,7 @@ class Transfers(QObject):
         self.cancel = CancelToken()
         self._signals = ImportSignals()
         self._signals.outcome.connect(self._on_outcome)
+        self._signals.operation.connect(self._on_operation)
         self._done_count = 0
         self._total = 0
 
@@ -352,6 +357,8 @@ class Transfers(QObject):
     def _run(self, plan: ImportPlan) -> None:
         from registry.transfer import run_import
 
+        # A token per import: one stopped from its row's Cancel must not stop the next.
+        self.cancel = CancelToken()
         registry, installer, cancel = self.registry, self.installer, self.cancel
         signals = self._signals
         self._done_count = 0
@@ -372,12 +379,20 @@ class Transfers(QObject):
 
         self.long_pool.start(
             lambda: run_import(
-                registry, plan, installer=installer, cancel=cancel, on_outcome=signals.outcome.emit
+                registry,
+                plan,
+                installer=installer,
+                cancel=cancel,
+                on_operation=signals.operation.emit,
+                on_outcome=signals.outcome.emit,
             ),
             registry=registry,
             on_success=done,
             on_failure=failed,
         )
+
+    def _on_operation(self, planned: PlannedEntry, install_id: int) -> None:
+        self.following.emit(install_id, planned.entry.name, self.cancel)
 
     def _on_outcome(self, outcome: EntryOutcome) -> None:
         self._done_count += 1

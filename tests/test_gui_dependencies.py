@@ -316,6 +316,13 @@ def test_export_then_import_into_an_empty_data_folder_through_the_window(
         other_window.show()
         try:
             choose_path(monkeypatch, "getOpenFileName", exported)
+            # Connected after the window's own slot, so the row is there when this runs.
+            followed: dict[int, bool] = {}
+            other_window.transfers.following.connect(
+                lambda install_id, _title, _cancel: followed.__setitem__(
+                    install_id, other_window.install_panel.row_for(install_id) is not None
+                )
+            )
             other_window.import_action.trigger()
             qtbot.waitUntil(lambda: other_window.transfers.plan_dialog is not None, timeout=WAIT_MS)
             dialog = other_window.transfers.plan_dialog
@@ -337,6 +344,9 @@ def test_export_then_import_into_an_empty_data_folder_through_the_window(
             installs = [op for op in other.list_operations() if op.kind == OperationKind.INSTALL]
             assert len(installs) == 2
             assert all(op.status == OperationStatus.COMPLETED for op in installs)
+            # Each install of the import had its own row in the panel, like a dropped file's.
+            assert set(followed) == {op.install_id for op in installs}
+            assert all(followed.values())
         finally:
             close_for_good(qtbot, other_window)
 
