@@ -65,12 +65,12 @@ from registry.sizes import format_size
 from registry.store import (
     DOWNLOAD_STEP,
     RECORDING_ROOM,
-    ExtensionRecord,
     ExtensionValues,
     InnerOffer,
     KeptSettingsRecord,
     OperationRecord,
     Registry,
+    RequirementsRow,
     plain_database_error,
 )
 from registry.version import APP_VERSION
@@ -515,7 +515,7 @@ class Installer:
         out again with the batch's other plans in view."""
         from registry.requirements import install_order, unmet
 
-        extensions = {record.id: record for record in self.registry.list_extensions()}
+        extensions = {row.id: row for row in self.registry.list_requirements()}
         held: dict[int, str] = {}
         first_for: dict[str, InstallPlan] = {}
         for plan in plans:
@@ -599,7 +599,7 @@ class Installer:
 
         if not plan.requires:
             return
-        extensions = {record.id: record for record in self.registry.list_extensions()}
+        extensions = {row.id: row for row in self.registry.list_requirements()}
         available = {i: record.version for i, record in extensions.items() if record.enabled}
         missing = unmet(plan.requires, available)
         if missing:
@@ -932,7 +932,7 @@ class Installer:
 
         replaced = replaced or {}
         current = [
-            item for item in installed(self.registry.list_extensions()) if item.id not in replaced
+            item for item in installed(self.registry.list_requirements()) if item.id not in replaced
         ]
         words = [
             f"{item.name} {item.version} needs {manifest.id} {wanted}"
@@ -1213,7 +1213,7 @@ def _discard_trash(swap: _Swap) -> None:
 
 
 def _missing_words(
-    plan: InstallPlan, missing: Sequence[Missing], installed: Mapping[str, ExtensionRecord]
+    plan: InstallPlan, missing: Sequence[Missing], installed: Mapping[str, RequirementsRow]
 ) -> str:
     """'Word Tools needs example.hello >=1.2.0 (not installed)', and what to do."""
     parts = []

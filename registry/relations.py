@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from registry.requirements import Installed, dependents_of, requires_of
-from registry.store import ExtensionRecord, Registry
+from registry.store import ExtensionRecord, Registry, RequirementsRow
 
 
-def installed(extensions: Iterable[ExtensionRecord]) -> list[Installed]:
+def installed(rows: Iterable[RequirementsRow]) -> list[Installed]:
     return [
-        Installed(record.id, record.name, record.version, requires_of(record.manifest))
-        for record in extensions
+        Installed(row.id, row.name, row.version, requires_of({"requires": row.requires}))
+        for row in rows
     ]
 
 
@@ -27,11 +27,10 @@ def dependents(
     """The installed extensions that need ``extension_id``, directly or through others, in an
     order safe to remove or turn off (each before what it needs). ``enabled_only``: only the
     ones that are on (turning something off only matters to those)."""
-    records = [
-        record for record in registry.list_extensions() if record.enabled or not enabled_only
-    ]
-    by_id = {record.id: record for record in records}
-    return [by_id[item.id] for item in dependents_of(extension_id, installed(records))]
+    rows = [row for row in registry.list_requirements() if row.enabled or not enabled_only]
+    needing = [item.id for item in dependents_of(extension_id, installed(rows))]
+    records = [registry.get_extension(other) for other in needing]
+    return [record for record in records if record is not None]
 
 
 def names(records: Iterable[ExtensionRecord]) -> str:

@@ -245,6 +245,18 @@ class ExtensionSummary:
     updated_at: str
 
 
+@dataclass(frozen=True, slots=True)
+class RequirementsRow:
+    """An installed extension as the dependency questions see it: its manifest's ``requires``
+    only, so that asking them of ten thousand extensions parses no other JSON."""
+
+    id: str
+    name: str
+    version: str
+    enabled: bool
+    requires: dict[str, Any]
+
+
 def operation_record(row: ExtensionInstall) -> OperationRecord:
     return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
 
@@ -932,6 +944,37 @@ class Registry:
     @_translate_errors
     def count_extensions(self) -> int:
         return int(self._models.extension.select().count())
+
+    @_translate_errors
+    def installed_archives(self) -> dict[str, str]:
+        """Each installed extension's archive sha256, by id (one light query: pruning after
+        every install asks it)."""
+        return dict(self.fetch_all("SELECT id, archive_sha256 FROM extensions"))
+
+    @_translate_errors
+    def list_requirements(self) -> list[RequirementsRow]:
+        """Every installed extension with what its manifest ``requires`` (SQLite reads the
+        field out of the stored manifest; only the few that have one are parsed here)."""
+        rows = self.fetch_all(
+            "SELECT id, name, version, enabled, CASE WHEN json_valid(manifest) THEN "
+            "json_extract(manifest, '$.requires') END FROM extensions"
+        )
+        result = []
+        for extension_id, name, version, enabled, requires in rows:
+            try:
+                parsed = json.loads(requires) if isinstance(requires, str) else {}
+            except ValueError:
+                parsed = {}
+            result.append(
+                RequirementsRow(
+                    extension_id,
+                    name,
+                    version,
+                    bool(enabled),
+                    parsed if isinstance(parsed, dict) else {},
+                )
+            )
+        return result
 
     @_translate_errors
     def list_extension_summaries(self) -> list[ExtensionSummary]:

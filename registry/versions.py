@@ -55,7 +55,7 @@ class Retention:
 def over_retention(registry: Registry) -> Retention:
     """The kept versions beyond the preferences' limits (never an installed version's)."""
     preferences = registry.preferences()
-    installed = {e.id: e.archive_sha256 for e in registry.list_extensions()}
+    installed = registry.installed_archives()
     earlier: dict[str, list[KeptVersionRecord]] = defaultdict(list)
     for version in registry.list_kept_versions():
         if installed.get(version.extension_id) != version.archive_sha256:
