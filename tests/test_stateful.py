@@ -135,6 +135,8 @@ class RegistryMachine(RuleBasedStateMachine):
         self.registry: Registry = open_registry(self.root / "data")
         self.installer = Installer(self.registry, APP_VERSION)
         self.model: dict[str, ModelExtension] = {}
+        # The settings an uninstall kept, which the next install of that id restores.
+        self.kept_settings: dict[str, dict[str, ConfigValue]] = {}
         self.operations = 0
 
     def teardown(self) -> None:
@@ -171,7 +173,9 @@ class RegistryMachine(RuleBasedStateMachine):
     def _apply_install(self, extension_id: str, version: str) -> None:
         current = self.model.get(extension_id)
         if current is None:
-            self.model[extension_id] = ModelExtension(version)
+            kept = self.kept_settings.pop(extension_id, {})
+            restored = {k: v for k, v in kept.items() if k in CONFIG_DEFAULTS[version]}
+            self.model[extension_id] = ModelExtension(version, stored=restored)
             return
         # Enabled state survives a version change; settings the new version lacks are dropped.
         defaults = CONFIG_DEFAULTS[version]
@@ -279,6 +283,9 @@ class RegistryMachine(RuleBasedStateMachine):
             assert record.status == "COMPLETED", record.error
             assert (record.progress, record.from_version) == (100, installed.version)
             del self.model[extension_id]
+            self.kept_settings.pop(extension_id, None)
+            if installed.stored:
+                self.kept_settings[extension_id] = dict(installed.stored)
 
     @rule(extension_id=st.sampled_from(IDS), enabled=st.booleans())
     def set_enabled(self, extension_id: str, enabled: bool) -> None:
@@ -344,6 +351,9 @@ class RegistryMachine(RuleBasedStateMachine):
         assert listed == {i: (m.version, m.enabled) for i, m in self.model.items()}
         for extension_id, installed in self.model.items():
             assert self.registry.get_config(extension_id) == installed.config()
+        for extension_id in set(IDS) - set(self.model):
+            kept = self.registry.kept_settings(extension_id)
+            assert (kept.settings if kept else None) == self.kept_settings.get(extension_id)
 
     @invariant()
     def files_on_disk_match_the_installed_archives(self) -> None:
