@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -722,6 +723,11 @@ def run_command(args: argparse.Namespace, paths: DataPaths) -> ExitCode:
             return command.on_registry(args, registry)
     except UserFacingError as error:
         message = _one_line(error)
+    except BrokenPipeError:
+        # The reader went away (``| head``): nobody is left to tell, and the flush at exit
+        # must not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILURE
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
         message = (

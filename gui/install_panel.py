@@ -287,6 +287,8 @@ class InstallPanel(QWidget):
         self.batch_dialog: BatchDialog | None = None
         self._closed = False
         self._newest_seen_id: int | None = None
+        # ``Registry.data_version`` at the last full scan; None: never scanned.
+        self._scanned_data_version: int | None = None
 
         self.heading = QLabel("Operations")
         heading_font = self.heading.font()
@@ -636,12 +638,17 @@ class InstallPanel(QWidget):
         if self._closed:
             return
         try:
+            # Nobody else has committed since the last scan: there is nothing new to read.
+            version = self.registry.data_version()
+            if version == self._scanned_data_version:
+                return
             active = self.registry.list_operations(active_only=True)
         except RegistryError as error:
             log.warning("could not list active operations: %s", error)
             return
         known = {op.install_id for op in self.operations} | self._ignored_ids
-        self._notice_finished_elsewhere(known)
+        if self._notice_finished_elsewhere(known):
+            self._scanned_data_version = version
         added = False
         for record in reversed(active):  # oldest first, so rows keep their start order
             # This process's own operations all have rows already, or get one as soon as the
@@ -668,24 +675,27 @@ class InstallPanel(QWidget):
         if added:
             self._active_timer.start()
 
-    def _notice_finished_elsewhere(self, known: set[int | None]) -> None:
+    def _notice_finished_elsewhere(self, known: set[int | None]) -> bool:
+        """Say when operations of other processes ended; False when the registry could not
+        be read (the next scan tries again)."""
         try:
             if self._newest_seen_id is None:
                 newest = self.registry.list_operations(limit=1)
                 self._newest_seen_id = newest[0].install_id if newest else 0
-                return
+                return True
             recent = self.registry.list_operations(since_id=self._newest_seen_id)
         except RegistryError as error:
             log.warning("could not list recent operations: %s", error)
-            return
+            return False
         if not recent:
-            return
+            return True
         self._newest_seen_id = max(record.install_id for record in recent)
         if any(
             not record.active and record.install_id not in known and record.owner_pid != os.getpid()
             for record in recent
         ):
             self.external_change.emit()
+        return True
 
     def _apply(self, operation: Operation, record: OperationRecord) -> None:
         operation.record = record

@@ -689,6 +689,12 @@ class Registry:
         cursor = self.database.execute_sql(sql, params)
         return list(cursor.fetchall())
 
+    def data_version(self) -> int:
+        """A number that changes when another connection (a worker thread, another process)
+        has committed since this thread's last look: SQLite's ``PRAGMA data_version``. A
+        watcher compares it to skip reading when nothing changed."""
+        return int(self.scalar("PRAGMA data_version"))
+
     def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:
         rows = self.fetch_all(sql, params)
         return rows[0][0] if rows else None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from registry.installer import Installer, InstallPlan
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.vocabulary import OperationStatus
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
 from tests.test_cli import run_on_terminal
 from tests.zipcraft import make_zip, minimal_manifest
 
@@ -394,3 +396,16 @@ def test_a_read_me_beside_the_inner_zip_still_gets_the_offer(tmp_path: Path) -> 
     assert "'plugin.zip' contains Hello World 1.0.0" in refused.stderr, refused.stderr
     chosen = run_cli(data, "install", "--yes", str(outer), "--from-member", "plugin.zip")
     assert chosen.returncode == 0, chosen.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    """`extension-manager history | head -1`: the pipe closes before everything is written."""
+    data = tmp_path / "data"
+    assert run_cli(data, "install", "--yes", str(configured_extension(tmp_path))).returncode == 0
+    command = [sys.executable, str(REPO_ROOT / "main.py"), "--data-dir", str(data), "history"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()
+        errors = child.stderr.read().decode()
+    assert child.returncode == 1
+    assert errors == ""

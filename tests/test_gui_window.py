@@ -11,6 +11,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QTimer, QUrl
@@ -26,11 +27,12 @@ from gui.config_dialog import ConfigDialog
 from gui.confirm_dialog import ConfirmDialog
 from gui.install_panel import OperationRow
 from gui.main_window import MainWindow
+from registry import open_registry
 from registry.installer import COMMITTED, Installer, InstallPlan
 from registry.paths import DataPaths, default_log_dir
 from registry.store import Registry
 from registry.version import APP_VERSION
-from registry.vocabulary import OperationKind
+from registry.vocabulary import OperationKind, OperationStatus
 from tests.conftest import REPO_ROOT
 
 HELLO = "example.hello-world"
@@ -950,6 +952,33 @@ def test_an_operation_from_another_process_appears(
         other.stdin.close()
         assert other.wait(timeout=30) == 0
     qtbot.waitUntil(lambda: row.error_label.text() == "The CLI was told to stop.")
+
+
+def test_the_idle_scan_reads_operations_only_after_another_connection_commits(
+    window: MainWindow, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window.install_panel.scan_external()  # whatever the window's start left unread
+    reads: list[object] = []
+    listing = registry.list_operations
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return listing(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "list_operations", counted)
+    for _tick in range(3):
+        window.install_panel.scan_external()
+    assert reads == []
+    # A commit from another connection (here a second registry object on the same file).
+    with open_registry(registry.paths.root) as other:
+        other.finish_operation(
+            other.create_operation("/elsewhere/a.zip"), OperationStatus.FAILED, "stopped"
+        )
+    window.install_panel.scan_external()
+    assert reads, "a commit elsewhere must be looked at"
+    reads.clear()
+    window.install_panel.scan_external()
+    assert reads == []
 
 
 def test_check_registry_finds_and_repairs_an_orphan_folder(
