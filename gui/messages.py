@@ -3,7 +3,7 @@ a message names are written the way this installation runs them (``cli.invocatio
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QMessageBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QMessageBox, QPushButton, QWidget
 
 from cli.invocation import runnable
 
@@ -21,7 +21,10 @@ def show_info(parent: QWidget | None, title: str, text: str) -> None:
     QMessageBox.information(parent, title, runnable(text))
 
 
-def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
+def _question(
+    parent: QWidget | None, title: str, text: str, answers: list[str]
+) -> tuple[QMessageBox, list[QPushButton]]:
+    """A question box with ``answers`` and Cancel, which is the default: Return says no."""
     box = QMessageBox(
         QMessageBox.Icon.Question,
         title,
@@ -29,25 +32,21 @@ def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK"
         QMessageBox.StandardButton.NoButton,
         parent,
     )
-    confirm = box.addButton(confirm_label, QMessageBox.ButtonRole.AcceptRole)
+    buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole) for label in answers]
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    return box, buttons
+
+
+def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
+    box, [confirm] = _question(parent, title, text, [confirm_label])
     box.exec()
     return box.clickedButton() is confirm
 
 
 def choose(parent: QWidget | None, title: str, text: str, choices: list[str]) -> int | None:
     """One question with several answers: the index of the chosen one, or None for Cancel."""
-    box = QMessageBox(
-        QMessageBox.Icon.Question,
-        title,
-        runnable(text),
-        QMessageBox.StandardButton.NoButton,
-        parent,
-    )
-    buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole) for label in choices]
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box, buttons = _question(parent, title, text, choices)
     box.exec()
     clicked = box.clickedButton()
     for index, button in enumerate(buttons):
@@ -67,18 +66,9 @@ def ask_with_option(
     """A question with one check box under it (ticked or not to begin with): whether the
     person confirmed, and how they left the box. Cancel is the default, so Return confirms
     nothing."""
-    box = QMessageBox(
-        QMessageBox.Icon.Question,
-        title,
-        runnable(text),
-        QMessageBox.StandardButton.NoButton,
-        parent,
-    )
+    box, [confirm] = _question(parent, title, text, [confirm_label])
     option = QCheckBox(option_label)
     option.setChecked(option_checked)
     box.setCheckBox(option)
-    confirm = box.addButton(confirm_label, QMessageBox.ButtonRole.AcceptRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.exec()
     return box.clickedButton() is confirm, option.isChecked()

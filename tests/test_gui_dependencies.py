@@ -8,7 +8,6 @@ platform's, not what these tests are about."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from examples.build_examples import build_all
-from gui import messages
 from gui.main_window import MainWindow
 from gui.transfer_dialog import ImportPlanDialog
 from registry.installer import Installer
@@ -26,6 +24,7 @@ from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
 from registry.vocabulary import OperationKind, OperationStatus
+from tests import test_gui_versions as versions_tests
 from tests import test_gui_window as window_tests
 from tests.test_gui_window import WAIT_MS, close_for_good, wait_finished
 from tests.zipcraft import make_zip, minimal_manifest
@@ -35,26 +34,8 @@ window = window_tests.window
 HELLO = "example.hello-world"
 WORDS = "example.word-count"
 TOOLS = "example.word-tools"
-STOP_AND_QUIT = "Stop and quit?"
-
-
-@pytest.fixture(autouse=True)
-def no_unanswered_boxes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """An error box is recorded (and fails the test) instead of waiting for nobody; the
-    question on closing a window with work still running says yes; every other question is
-    the real one."""
-    shown: list[str] = []
-    monkeypatch.setattr(
-        messages, "show_error", lambda parent, title, text, details="": shown.append(text)
-    )
-    real_ask = messages.ask
-
-    def ask(parent: QWidget | None, title: str, text: str, confirm_label: str = "OK") -> bool:
-        return title == STOP_AND_QUIT or real_ask(parent, title, text, confirm_label)
-
-    monkeypatch.setattr(messages, "ask", ask)
-    yield shown
-    assert shown == []
+# Error boxes fail the test; the quit question of a window with work running says yes.
+no_unanswered_boxes = versions_tests.no_unanswered_boxes
 
 
 @pytest.fixture
