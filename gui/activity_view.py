@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidge
 
 from gui import colors
 from gui.table_model import Index, RecordTableModel
+from gui.workers import WorkerPool
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
 from registry.vocabulary import OperationKind, OperationStatus, change_text, kind_of, status_words
@@ -32,6 +33,8 @@ TIME, FILE, EXTENSION, CHANGE, STATUS, DETAILS = range(len(COLUMNS))
 PAGE_SIZE = 500
 # A rollback installs the kept copy (archives/<sha256>.zip): its name says nothing to a person.
 KEPT_COPY = "Kept copy"
+# The reads of ``ActivityModel``: the newest page(s) again, what changed on top, the next page.
+RELOAD, RECENT, MORE = "reload", "recent", "more"
 
 
 def change_words(record: OperationRecord) -> str:
@@ -50,31 +53,34 @@ def file_words(record: OperationRecord) -> str:
 
 
 class ActivityModel(RecordTableModel):
+    """The history, read page by page. With a worker pool every read runs on it, one at a time
+    (a filter that matches little makes SQLite look through every operation, a million of them
+    in a large registry); what is asked for meanwhile runs after it."""
+
     columns = COLUMNS
 
-    def __init__(self, registry: Registry, name_of: NameOf) -> None:
+    def __init__(self, registry: Registry, name_of: NameOf, pool: WorkerPool | None = None) -> None:
         super().__init__()
         self.registry = registry
         # The names of installed extensions, from the list the window already holds.
         self.name_of = name_of
+        self.pool = pool
         self._rows: list[OperationRecord] = []
         self._filter = ""
         self._more = False
         self.loaded = False
+        self._reading = False
+        self._wanted: set[str] = set()
 
     def reload(self) -> None:
         """Re-read as many of the newest operations as are shown now (at least a page)."""
-        wanted = max(PAGE_SIZE, len(self._rows))
-        try:
-            records = self.registry.list_operations(limit=wanted, matching=self._filter)
-        except RegistryError as error:
-            log.warning("could not read the activity: %s", error)
-            return
-        self.beginResetModel()
-        self._rows = records
-        self._more = len(records) == wanted
-        self.loaded = True
-        self.endResetModel()
+        self._ask(RELOAD)
+
+    def refresh_recent(self) -> None:
+        """Bring the shown history up to date without reading it all again: the operations
+        newer than the newest shown are put on top, and the shown ones that were still running
+        are read again (a page or two of history can be on screen, the rest is unchanged)."""
+        self._ask(RECENT if self.loaded and self._rows else RELOAD)
 
     def set_filter(self, text: str) -> None:
         """Show only the operations matching ``text`` (read from the registry, page by page)."""
@@ -82,28 +88,120 @@ class ActivityModel(RecordTableModel):
             self._filter = text.strip()
             self.reload()
 
+    @property
+    def reading(self) -> bool:
+        """A read is running or asked for."""
+        return self._reading or bool(self._wanted)
+
+    # -- reading, one read at a time -------------------------------------------------------------
+
+    def _ask(self, read: str) -> None:
+        self._wanted.add(read)
+        if not self._reading:
+            self._next()
+
+    def _next(self) -> None:
+        wanted, self._wanted = self._wanted, set()
+        if RELOAD in wanted:
+            read, self._wanted = RELOAD, set()
+        elif RECENT in wanted:
+            read, self._wanted = RECENT, wanted - {RECENT}
+        elif MORE in wanted and self._rows:
+            read = MORE
+        else:
+            return
+        if read == RECENT and not self._rows:
+            read = RELOAD
+        matching = self._filter
+        readers = {RELOAD: self._reload, RECENT: self._recent, MORE: self._more_rows}
+        work, apply = readers[read](matching)
+
+        def done(result: Any) -> None:
+            self._reading = False
+            # Typed on while this was read: what it read is for a filter no longer shown.
+            if matching == self._filter:
+                apply(result)
+            else:
+                self._wanted.add(RELOAD)
+            self._next()
+
+        def failed(message: str, _details: str) -> None:
+            self._reading = False
+            log.warning("could not read the activity: %s", message)
+            self._next()
+
+        self._reading = True
+        if self.pool is None:
+            try:
+                result = work()
+            except RegistryError as error:
+                failed(str(error), "")
+            else:
+                done(result)
+            return
+        self.pool.start(work, registry=self.registry, on_success=done, on_failure=failed)
+
+    def _reload(self, matching: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        wanted = max(PAGE_SIZE, len(self._rows))
+
+        def apply(records: list[OperationRecord]) -> None:
+            self.beginResetModel()
+            self._rows = records
+            self._more = len(records) == wanted
+            self.loaded = True
+            self.endResetModel()
+
+        return lambda: self.registry.list_operations(limit=wanted, matching=matching), apply
+
+    def _recent(self, matching: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        registry, newest = self.registry, self._rows[0].install_id
+        running = [record.install_id for record in self._rows if record.active]
+
+        def work() -> tuple[list[OperationRecord], dict[int, OperationRecord]]:
+            newer = registry.list_operations(since_id=newest, matching=matching)
+            return newer, registry.get_operations(running)
+
+        def apply(result: tuple[list[OperationRecord], dict[int, OperationRecord]]) -> None:
+            newer, current = result
+            for row, record in enumerate(self._rows):
+                fresh = current.get(record.install_id) if record.active else None
+                if fresh is not None and fresh != record:
+                    self._rows[row] = fresh
+                    self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            if newer:
+                self.beginInsertRows(QModelIndex(), 0, len(newer) - 1)
+                self._rows[:0] = newer
+                self.endInsertRows()
+
+        return work, apply
+
+    def _more_rows(self, matching: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        oldest = self._rows[-1].install_id
+
+        def apply(extra: list[OperationRecord]) -> None:
+            self._more = len(extra) == PAGE_SIZE
+            if extra:
+                shown = len(self._rows)
+                self.beginInsertRows(QModelIndex(), shown, shown + len(extra) - 1)
+                self._rows.extend(extra)
+                self.endInsertRows()
+
+        return (
+            lambda: self.registry.list_operations(
+                limit=PAGE_SIZE, before_id=oldest, matching=matching
+            ),
+            apply,
+        )
+
     def record(self, row: int) -> OperationRecord:
         return self._rows[row]
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
-        return not parent.isValid() and self._more
+        return not parent.isValid() and self._more and not self.reading
 
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
-        if parent.isValid() or not self._rows:
-            return
-        shown = len(self._rows)
-        try:
-            extra = self.registry.list_operations(
-                limit=PAGE_SIZE, before_id=self._rows[-1].install_id, matching=self._filter
-            )
-        except RegistryError as error:
-            log.warning("could not read more activity: %s", error)
-            return
-        self._more = len(extra) == PAGE_SIZE
-        if extra:
-            self.beginInsertRows(QModelIndex(), shown, shown + len(extra) - 1)
-            self._rows.extend(extra)
-            self.endInsertRows()
+        if not parent.isValid() and self._rows:
+            self._ask(MORE)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -139,13 +237,19 @@ class ActivityModel(RecordTableModel):
 
 
 class ActivityView(QTableView):
-    """Loads on first show; afterwards ``refresh()`` re-reads (cheaply skipped while hidden)."""
+    """Loads on first show; afterwards ``refresh()`` reads what changed (skipped while hidden)."""
 
-    def __init__(self, registry: Registry, name_of: NameOf, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        name_of: NameOf,
+        pool: WorkerPool | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("activityView")
         self.setAccessibleName("Activity: every install, update, rollback and uninstall")
-        self.activity_model = ActivityModel(registry, name_of)
+        self.activity_model = ActivityModel(registry, name_of, pool)
         self.setModel(self.activity_model)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -169,7 +273,7 @@ class ActivityView(QTableView):
 
     def refresh(self) -> None:
         if self.isVisible():
-            self.activity_model.reload()
+            self.activity_model.refresh_recent()
             self._stale = False
         else:
             self._stale = True
@@ -177,5 +281,5 @@ class ActivityView(QTableView):
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._stale:
-            self.activity_model.reload()
+            self.activity_model.refresh_recent()
             self._stale = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,8 @@ class IconCache:
         return icon
 
     def forget_others(self, records: list[ExtensionSummary]) -> None:
+        if not self._icons:
+            return
         keep = {(record.id, record.updated_at) for record in records}
         self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
 
@@ -66,8 +68,10 @@ class ExtensionsModel(RecordTableModel):
 
     A QSortFilterProxyModel compares rows by calling ``data()`` back into Python for every
     comparison: with ten thousand extensions that is hundreds of thousands of calls and seconds
-    of frozen window. Sorting once with a key function and filtering on a precomputed lowercase
-    text keeps opening and filtering the list instant.
+    of frozen window. Here every extension is sorted once with a key function (``_ordered``);
+    the shown rows are the ones of that order that pass the filter, so a keystroke only tests
+    precomputed lowercase text, and a changed extension moves to its place by binary search
+    (``update_records``) instead of the list being sorted again.
     """
 
     columns = COLUMNS
@@ -75,9 +79,12 @@ class ExtensionsModel(RecordTableModel):
     def __init__(self) -> None:
         super().__init__()
         self._rows: list[ExtensionSummary] = []
-        self._all: list[ExtensionSummary] = []
-        self._names: dict[str, str] = {}
-        self._search_text: dict[str, str] = {}
+        # The search text of each shown row, at the same index.
+        self._rows_text: list[str] = []
+        self._all: dict[str, ExtensionSummary] = {}
+        # Every extension in the current sort order, and its search text at the same index.
+        self._ordered: list[ExtensionSummary] = []
+        self._ordered_text: list[str] = []
         self._filter = ""
         self._updates: Mapping[str, ExtensionUpdates] = {}
         self._updates_complete = True
@@ -90,28 +97,48 @@ class ExtensionsModel(RecordTableModel):
 
     def set_records(self, records: list[ExtensionSummary]) -> None:
         self.beginResetModel()
-        self._all = list(records)
-        self._names = {r.id: r.name for r in records}
-        self._search_text = {
-            r.id: f"{r.name}\n{r.id}\n{r.version}\n{r.description}".casefold() for r in records
-        }
-        self.icons.forget_others(self._all)
-        self._rows = self._arranged()
+        self._all = {r.id: r for r in records}
+        self.icons.forget_others(records)
+        self._sort_all()
+        self._rows, self._rows_text = self._shown()
         self.endResetModel()
+
+    def update_records(self, changed: list[ExtensionSummary], removed: Iterable[str] = ()) -> None:
+        """Put these extensions' new summaries in place and take the removed ones out, row by
+        row: the view keeps its selection and scroll position, and nothing else is re-read."""
+        for extension_id in removed:
+            old = self._all.pop(extension_id, None)
+            if old is not None:
+                self._take_out(old)
+        for record in changed:
+            old = self._all.get(record.id)
+            self._all[record.id] = record
+            if old is None:
+                self._put_in(record)
+            else:
+                self._replace(old, record)
 
     def name_of(self, extension_id: str) -> str | None:
         """The name of an installed extension, from the rows already read."""
-        return self._names.get(extension_id)
+        record = self._all.get(extension_id)
+        return record.name if record is not None else None
 
     def set_filter(self, text: str) -> None:
-        self._filter = text.strip().casefold()
-        self._relayout()
+        needle = text.strip().casefold()
+        # More letters typed: the matches are among the rows shown now.
+        narrowing = bool(self._filter) and self._filter in needle
+        self._filter = needle
+        self._relayout(
+            _matching(needle, self._rows, self._rows_text) if narrowing else self._shown()
+        )
 
     def set_updates(self, updates: Mapping[str, ExtensionUpdates], *, complete: bool) -> None:
         """What the last check for updates found, by extension id (``complete``: from every
         source, none failed)."""
         self._updates = dict(updates)
         self._updates_complete = complete
+        if self._sort_column == AVAILABLE:
+            self._sort_all()
         self._relayout()
 
     def updates_for(self, extension_id: str) -> ExtensionUpdates | None:
@@ -124,6 +151,7 @@ class ExtensionsModel(RecordTableModel):
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         self._sort_column, self._sort_order = column, order
+        self._sort_all()
         self._relayout()
 
     def total_count(self) -> int:
@@ -131,28 +159,63 @@ class ExtensionsModel(RecordTableModel):
         return len(self._all)
 
     def row_of(self, extension_id: str) -> int | None:
-        for row, record in enumerate(self._rows):
-            if record.id == extension_id:
-                return row
-        return None
+        record = self._all.get(extension_id)
+        if record is None:
+            return None
+        row = self._position(self._rows, record)
+        return row if row < len(self._rows) and self._rows[row].id == extension_id else None
 
     def record(self, row: int) -> ExtensionSummary:
         return self._rows[row]
 
-    def _arranged(self) -> list[ExtensionSummary]:
-        rows = self._all
-        if self._filter:
-            needle = self._filter
-            rows = [r for r in rows if needle in self._search_text[r.id]]
-        if self._updates_only:
-            rows = [r for r in rows if self._status(r.id) == UPDATE]
-        key = (
+    # -- order and filter ------------------------------------------------------------------------
+
+    def _sort_key(self) -> Callable[[ExtensionSummary], tuple[Any, ...]]:
+        """The sort key, unique (the id decides between equals) so that every extension has
+        exactly one place; one plain function, since sorting calls it for every row."""
+        if self._sort_column == NAME:
+            return _name_key
+        base = (
             self._update_key
             if self._sort_column == AVAILABLE
             else SORT_KEYS.get(self._sort_column, SORT_KEYS[NAME])
         )
-        descending = self._sort_order == Qt.SortOrder.DescendingOrder
-        return sorted(rows, key=key, reverse=descending)
+        return lambda record: (base(record), record.id)
+
+    @property
+    def _descending(self) -> bool:
+        return self._sort_order == Qt.SortOrder.DescendingOrder
+
+    def _sort_all(self) -> None:
+        self._ordered = sorted(self._all.values(), key=self._sort_key(), reverse=self._descending)
+        self._ordered_text = [_search_text(r) for r in self._ordered]
+
+    def _position(self, rows: list[ExtensionSummary], record: ExtensionSummary) -> int:
+        """Where ``record`` is, or would go, in ``rows`` (which are in the current order)."""
+        sort_key, descending = self._sort_key(), self._descending
+        key = sort_key(record)
+        low, high = 0, len(rows)
+        while low < high:
+            middle = (low + high) // 2
+            other = sort_key(rows[middle])
+            if (other > key) if descending else (other < key):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def _passes(self, record: ExtensionSummary) -> bool:
+        if self._filter and self._filter not in _search_text(record):
+            return False
+        return not self._updates_only or self._status(record.id) == UPDATE
+
+    def _shown(self) -> tuple[list[ExtensionSummary], list[str]]:
+        """The rows the filter and the Updates view let through, with their search texts."""
+        rows, texts = _matching(self._filter, self._ordered, self._ordered_text)
+        if self._updates_only:
+            kept = [at for at, r in enumerate(rows) if self._status(r.id) == UPDATE]
+            rows, texts = [rows[at] for at in kept], [texts[at] for at in kept]
+        return rows, texts
 
     def _status(self, extension_id: str) -> str | None:
         item = self._updates.get(extension_id)
@@ -163,21 +226,80 @@ class ExtensionsModel(RecordTableModel):
             self._status(record.id) or "", len(UPDATE_ORDER)
         ), record.name.casefold()
 
-    def _relayout(self) -> None:
-        """Re-sort/re-filter keeping the selection and current row on the same extensions."""
+    def _relayout(self, shown: tuple[list[ExtensionSummary], list[str]] | None = None) -> None:
+        """Show ``shown`` (rows and their texts; default: what the filter lets through)
+        keeping the selection and current row on the same extensions."""
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
         ids = [self._rows[index.row()].id if index.isValid() else None for index in old]
-        self._rows = self._arranged()
-        position = {record.id: row for row, record in enumerate(self._rows)}
-        new = [
-            self.index(position[ext_id], index.column())
-            if ext_id is not None and ext_id in position
-            else QModelIndex()
-            for index, ext_id in zip(old, ids, strict=True)
-        ]
+        self._rows, self._rows_text = self._shown() if shown is None else shown
+        new = []
+        for index, extension_id in zip(old, ids, strict=True):
+            row = self.row_of(extension_id) if extension_id is not None else None
+            new.append(self.index(row, index.column()) if row is not None else QModelIndex())
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
+
+    # -- one extension changed -------------------------------------------------------------------
+
+    def _take_out(self, record: ExtensionSummary) -> None:
+        at = self._position(self._ordered, record)
+        del self._ordered[at], self._ordered_text[at]
+        row = self._position(self._rows, record)
+        if row < len(self._rows) and self._rows[row].id == record.id:
+            self._remove_row(row)
+
+    def _put_in(self, record: ExtensionSummary) -> None:
+        at = self._position(self._ordered, record)
+        self._ordered.insert(at, record)
+        self._ordered_text.insert(at, _search_text(record))
+        if self._passes(record):
+            self._insert_row(record)
+
+    def _replace(self, old: ExtensionSummary, new: ExtensionSummary) -> None:
+        """A changed extension stays the same row for the view (moved if its place changed),
+        so a selected one stays selected."""
+        at = self._position(self._ordered, old)
+        del self._ordered[at], self._ordered_text[at]
+        at = self._position(self._ordered, new)
+        self._ordered.insert(at, new)
+        self._ordered_text.insert(at, _search_text(new))
+        row = self._position(self._rows, old)
+        shown = row < len(self._rows) and self._rows[row].id == old.id
+        if not shown:
+            if self._passes(new):
+                self._insert_row(new)
+            return
+        if not self._passes(new):
+            self._remove_row(row)
+            return
+        del self._rows[row]
+        target = self._position(self._rows, new)
+        self._rows.insert(row, old)
+        text = _search_text(new)
+        if target != row:
+            # Qt counts the destination before the row leaves: one more when moving down.
+            destination = target + 1 if target > row else target
+            self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), destination)
+            del self._rows[row], self._rows_text[row]
+            self._rows.insert(target, new)
+            self._rows_text.insert(target, text)
+            self.endMoveRows()
+        else:
+            self._rows[row], self._rows_text[row] = new, text
+        self.dataChanged.emit(self.index(target, 0), self.index(target, len(self.columns) - 1))
+
+    def _insert_row(self, record: ExtensionSummary) -> None:
+        row = self._position(self._rows, record)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._rows.insert(row, record)
+        self._rows_text.insert(row, _search_text(record))
+        self.endInsertRows()
+
+    def _remove_row(self, row: int) -> None:
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._rows[row], self._rows_text[row]
+        self.endRemoveRows()
 
     # -- QAbstractTableModel ---------------------------------------------------------------------
 
@@ -231,6 +353,20 @@ class ExtensionsModel(RecordTableModel):
         return None
 
 
+def _search_text(record: ExtensionSummary) -> str:
+    return f"{record.name}\n{record.id}\n{record.version}\n{record.description}".casefold()
+
+
+def _matching(
+    needle: str, rows: list[ExtensionSummary], texts: list[str]
+) -> tuple[list[ExtensionSummary], list[str]]:
+    """The rows whose search text contains ``needle``, in their order, with their texts."""
+    if not needle:
+        return list(rows), list(texts)
+    kept = [at for at, text in enumerate(texts) if needle in text]
+    return [rows[at] for at in kept], [texts[at] for at in kept]
+
+
 def _version_key(record: ExtensionSummary) -> tuple[object, ...]:
     """Semantic-version order (1.10.0 after 1.9.0); unparsable versions last, as text."""
     from registry.manifest import SemVer  # only when sorting by version: keeps launch lean
@@ -241,8 +377,12 @@ def _version_key(record: ExtensionSummary) -> tuple[object, ...]:
         return (1, record.version)
 
 
+def _name_key(record: ExtensionSummary) -> tuple[str, str]:
+    return record.name.casefold(), record.id
+
+
 SORT_KEYS: dict[int, Callable[[ExtensionSummary], Any]] = {
-    NAME: lambda r: (r.name.casefold(), r.id),
+    NAME: _name_key,
     VERSION: _version_key,
     ENABLED: lambda r: (r.enabled, r.name.casefold()),
     INSTALLED: lambda r: (r.installed_at, r.name.casefold()),

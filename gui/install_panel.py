@@ -262,7 +262,7 @@ class InstallPanel(QWidget):
     rows_changed = Signal()
     # Another process finished an operation this panel never showed (it started and ended
     # between two scans): what is installed may have changed.
-    external_change = Signal()
+    external_change = Signal(object)  # set[str]: the extensions other processes changed
 
     def __init__(
         self,
@@ -690,11 +690,16 @@ class InstallPanel(QWidget):
         if not recent:
             return True
         self._newest_seen_id = max(record.install_id for record in recent)
-        if any(
-            not record.active and record.install_id not in known and record.owner_pid != os.getpid()
+        changed = {
+            record.extension_id
             for record in recent
-        ):
-            self.external_change.emit()
+            if not record.active
+            and record.install_id not in known
+            and record.owner_pid != os.getpid()
+            and record.extension_id
+        }
+        if changed:
+            self.external_change.emit(changed)
         return True
 
     def _apply(self, operation: Operation, record: OperationRecord) -> None:

@@ -257,6 +257,20 @@ class RequirementsRow:
     requires: dict[str, Any]
 
 
+def _summary(row: tuple[Any, ...]) -> ExtensionSummary:
+    return ExtensionSummary(
+        id=row[0],
+        name=row[1],
+        version=row[2],
+        description=row[3],
+        enabled=bool(row[4]),
+        icon_path=row[5],
+        install_path=row[6],
+        installed_at=row[7],
+        updated_at=row[8],
+    )
+
+
 def operation_record(row: ExtensionInstall) -> OperationRecord:
     return OperationRecord(**{name: getattr(row, name) for name in OperationRecord.__slots__})
 
@@ -959,11 +973,34 @@ class Registry:
 
     @_translate_errors
     def list_requirements(self) -> list[RequirementsRow]:
-        """Every installed extension with what its manifest ``requires`` (SQLite reads the
-        field out of the stored manifest; only the few that have one are parsed here)."""
+        """The installed extensions whose manifest ``requires`` something: every question of
+        who needs whom starts from these. A text search picks the manifests that mention the
+        key before SQLite parses any (most extensions need nothing, and ten thousand JSON
+        parses on every such question would stall the window)."""
+        return self._requirement_rows(
+            "WHERE manifest LIKE '%\"requires\"%'", (), keep=lambda row: bool(row.requires)
+        )
+
+    @_translate_errors
+    def requirement_rows(self, extension_ids: Iterable[str]) -> dict[str, RequirementsRow]:
+        """These installed extensions (the ones a plan needs), by id."""
+        ids = tuple(extension_ids)
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self._requirement_rows(f"WHERE id IN ({marks})", ids)
+        return {row.id: row for row in rows}
+
+    def _requirement_rows(
+        self,
+        where: str,
+        params: tuple[object, ...],
+        keep: Callable[[RequirementsRow], bool] = lambda _row: True,
+    ) -> list[RequirementsRow]:
         rows = self.fetch_all(
             "SELECT id, name, version, enabled, CASE WHEN json_valid(manifest) THEN "
-            "json_extract(manifest, '$.requires') END FROM extensions"
+            f"json_extract(manifest, '$.requires') END FROM extensions {where}",
+            params,
         )
         result = []
         for extension_id, name, version, enabled, requires in rows:
@@ -971,15 +1008,15 @@ class Registry:
                 parsed = json.loads(requires) if isinstance(requires, str) else {}
             except ValueError:
                 parsed = {}
-            result.append(
-                RequirementsRow(
-                    extension_id,
-                    name,
-                    version,
-                    bool(enabled),
-                    parsed if isinstance(parsed, dict) else {},
-                )
+            row = RequirementsRow(
+                extension_id,
+                name,
+                version,
+                bool(enabled),
+                parsed if isinstance(parsed, dict) else {},
             )
+            if keep(row):
+                result.append(row)
         return result
 
     @_translate_errors
@@ -988,20 +1025,19 @@ class Registry:
         per-field conversion, which dominates the window's opening time at ten thousand rows."""
         columns = ", ".join(ExtensionSummary.__slots__)
         rows = self.fetch_all(f"SELECT {columns} FROM extensions ORDER BY name")
-        return [
-            ExtensionSummary(
-                id=row[0],
-                name=row[1],
-                version=row[2],
-                description=row[3],
-                enabled=bool(row[4]),
-                icon_path=row[5],
-                install_path=row[6],
-                installed_at=row[7],
-                updated_at=row[8],
-            )
-            for row in rows
-        ]
+        return [_summary(row) for row in rows]
+
+    @_translate_errors
+    def extension_summaries(self, extension_ids: Iterable[str]) -> list[ExtensionSummary]:
+        """The summaries of these extensions (those still installed): what the window reads
+        again after an operation changed them, instead of the whole list."""
+        ids = list(extension_ids)
+        if not ids:
+            return []
+        columns = ", ".join(ExtensionSummary.__slots__)
+        marks = ", ".join("?" * len(ids))
+        rows = self.fetch_all(f"SELECT {columns} FROM extensions WHERE id IN ({marks})", tuple(ids))
+        return [_summary(row) for row in rows]
 
     @_translate_errors
     def get_extension(self, extension_id: str) -> ExtensionRecord | None:

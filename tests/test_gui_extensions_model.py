@@ -81,3 +81,63 @@ def test_selection_follows_the_extension_through_sort_and_filter(qapp: QApplicat
     model.set_filter("t")  # "Two" and "Three" stay
     [selected] = selection.selectedRows()
     assert model.record(selected.row()).id == "a.two"
+
+
+def shown_ids(model: ExtensionsModel) -> list[str]:
+    return [model.record(row).id for row in range(model.rowCount())]
+
+
+def test_a_changed_extension_moves_to_its_place_and_stays_selected(qapp: QApplication) -> None:
+    records = [summary(f"a.{n:03d}", f"Name {n:03d}", "1.0.0") for n in range(50)]
+    model = ExtensionsModel()
+    model.set_records(records)
+    selection = QItemSelectionModel(model)
+    selection.select(
+        model.index(model.row_of("a.010") or 0, NAME),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    moves: list[int] = []
+    model.rowsMoved.connect(lambda *_args: moves.append(1))
+    resets: list[int] = []
+    model.modelReset.connect(lambda: resets.append(1))
+    model.layoutChanged.connect(lambda: resets.append(1))
+
+    # Renamed to sort last, then first: the row moves and the selection goes with it.
+    for name, expected_row in (("Zed", 49), ("Aardvark", 0), ("Name 010", 10)):
+        model.update_records([summary("a.010", name, "1.1.0")])
+        [selected] = selection.selectedRows()
+        assert model.record(selected.row()).id == "a.010"
+        assert selected.row() == expected_row
+        assert model.record(expected_row).version == "1.1.0"
+    assert len(moves) == 3 and resets == []
+
+    # Same place, new version: the row is changed where it is.
+    model.update_records([summary("a.020", "Name 020", "2.0.0")])
+    assert model.record(20).version == "2.0.0" and len(moves) == 3
+    # A new one goes to its place; a removed one leaves; the total follows.
+    model.update_records([summary("a.999", "Name 005x", "1.0.0")], removed=["a.030", "gone"])
+    assert shown_ids(model)[5:7] == ["a.005", "a.999"]
+    assert "a.030" not in shown_ids(model) and model.total_count() == 50
+    assert shown_ids(model) == [r.id for r in sorted(model._all.values(), key=lambda r: r.name)]
+    assert model.name_of("a.999") == "Name 005x" and model.name_of("a.030") is None
+
+
+def test_changes_respect_the_filter_and_the_sort_order(qapp: QApplication) -> None:
+    model = ExtensionsModel()
+    model.set_records([summary(f"a.{n}", f"Tool {n}", f"1.{n}.0") for n in range(1, 10)])
+    model.sort(VERSION, Qt.SortOrder.DescendingOrder)
+    model.set_filter("tool")
+    model.set_filter("tool 1")  # narrows what is shown now
+    assert shown_ids(model) == ["a.1"]
+    # Renamed out of the filter: it leaves; another renamed into it: it comes in.
+    model.update_records([summary("a.1", "Other", "1.1.0"), summary("a.5", "Tool 15", "1.5.0")])
+    assert shown_ids(model) == ["a.5"]
+    model.set_filter("")
+    assert shown_ids(model) == [f"a.{n}" for n in range(9, 0, -1)]
+    model.update_records([summary("a.2", "Tool 2", "1.20.0")])  # now the newest version
+    assert shown_ids(model)[0] == "a.2"
+    assert [model.record(r).version for r in range(model.rowCount())] == sorted(
+        (model.record(r).version for r in range(model.rowCount())),
+        key=lambda v: [int(part) for part in v.split(".")],
+        reverse=True,
+    )
