@@ -1,23 +1,40 @@
-"""Longest GUI-thread stall while the real window installs a large zip.
+"""Longest GUI-thread stall of the real window while something happens in the registry.
 
-    python benchmarks/gui_stall.py DATA_DIR ZIP   ->  prints "<stall_ms> <idle_ms>"
+    python benchmarks/gui_stall.py install DATA_DIR ZIP
+    python benchmarks/gui_stall.py drop DATA_DIR ZIP [ZIP ...]
+    python benchmarks/gui_stall.py cli DATA_DIR ZIP --cycles N
+        ->  prints one JSON object: {"stall_ms": ..., "idle_ms": ..., "seconds": ...}
+
+``install``: the window installs one (large) zip, as after a drop of it. ``drop``: several zips
+dropped together (``window.install_files``, as a drop calls it), the batch confirmation answered
+yes at once, until every one of them has finished. ``cli``: the window idles while a separate
+command-line process installs ZIP and uninstalls it again, ``--cycles`` times; the window
+notices the other process's changes and shows them.
 
 A 1 ms precise heartbeat timer runs on the GUI thread; the longest gap between two beats, minus
 the interval, is the longest time the thread could not react. The idle figure is the same
 measurement with the window open and nothing running, so that timer jitter on a busy machine is
-visible next to the result.
+visible next to the result. ``--profile FILE`` writes a cProfile of the measured part.
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import json
+import os
+import subprocess
 import sys
+import threading
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from PySide6.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer  # noqa: E402
 
 from gui.app import ensure_application  # noqa: E402
 from gui.confirm_dialog import ConfirmDialog  # noqa: E402
@@ -46,48 +63,130 @@ class Heartbeat:
         self.last = now
 
     def stop(self) -> float:
+        """The longest stall since ``start``, in milliseconds (a final gap counts too)."""
+        self.beat()
         self.timer.stop()
         return max(0.0, self.longest - 0.001) * 1000
 
 
+def wait(loop: QEventLoop, ms: int) -> None:
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def answer_yes_at_once() -> None:
+    """The person says yes at once, to one file's dialog and to a batch's alike: the stall
+    being measured is the work's, not a dialog's."""
+
+    def ask(
+        _parent: object, _plan: object, on_answer: Callable[[bool], None], *_notes: str
+    ) -> None:
+        on_answer(True)
+
+    ConfirmDialog.ask = staticmethod(ask)  # type: ignore[method-assign, assignment, unused-ignore]
+
+
+def manifest_id(archive: Path) -> str:
+    with zipfile.ZipFile(archive) as source:
+        return str(json.loads(source.read("manifest.json"))["id"])
+
+
+class CommandLoop:
+    """Another process installing and uninstalling, on a thread that only waits for it."""
+
+    def __init__(self, data_dir: Path, archive: Path, cycles: int) -> None:
+        main = str(REPO_ROOT / "main.py")
+        extension_id = manifest_id(archive)
+        base = [sys.executable, main, "--data-dir", str(data_dir)]
+        self.commands = [
+            [*base, "install", "--yes", str(archive)],
+            [*base, "uninstall", "--yes", extension_id],
+        ] * cycles
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        for command in self.commands:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                self.error = f"{command[4:]} failed: {result.stderr.strip()[-500:]}"
+                return
+
+
 def main() -> int:
-    data_dir, archive = Path(sys.argv[1]), Path(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenario", choices=("install", "drop", "cli"))
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("archives", type=Path, nargs="+")
+    parser.add_argument("--cycles", type=int, default=5, help="cli: install/uninstall cycles")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the measured part")
+    args = parser.parse_args()
+
     app = ensure_application()
-    registry = open_registry(data_dir)
+    registry = open_registry(args.data_dir)
     window = MainWindow(registry)
     window.show()
-    # The person says yes at once: the stall being measured is the install's, not a dialog's.
-    ConfirmDialog.ask = staticmethod(  # type: ignore[method-assign, assignment, unused-ignore]
-        lambda parent, plan, on_answer: on_answer(True)
-    )
+    answer_yes_at_once()
     heartbeat = Heartbeat()
     loop = QEventLoop()
+    wait(loop, 500)  # the first paint and whatever the window does once shown
 
     heartbeat.start()
-    QTimer.singleShot(1000, loop.quit)
-    loop.exec()
+    wait(loop, 1000)
     idle_ms = heartbeat.stop()
 
     finished: list[OperationRecord] = []
+    expected = len(args.archives) if args.scenario != "cli" else 0
 
     def on_finished(record: OperationRecord, _title: str) -> None:
         finished.append(record)
-        loop.quit()
+        if len(finished) >= expected:
+            loop.quit()
 
     window.install_panel.operation_finished.connect(on_finished)
+    profile = cProfile.Profile() if args.profile else None
+    commands: CommandLoop | None = None
+    guard = QObject()
+    if profile is not None:
+        profile.enable()
+    started = time.perf_counter()
     heartbeat.start()
-    window.install_files([archive])
-    loop.exec()
+    if args.scenario == "cli":
+        commands = CommandLoop(args.data_dir, args.archives[0], args.cycles)
+        poll = QTimer(guard)
+        poll.setInterval(50)
+        poll.timeout.connect(lambda: None if commands.thread.is_alive() else loop.quit())
+        commands.thread.start()
+        poll.start()
+        loop.exec()
+        poll.stop()
+        wait(loop, 1500)  # the window notices the last change and shows it
+    else:
+        window.install_files(args.archives)
+        QTimer.singleShot(600_000, loop.quit)
+        loop.exec()
     stall_ms = heartbeat.stop()
-    if not finished or finished[0].status != "COMPLETED":
-        print(f"install did not complete: {finished}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(str(args.profile))
+
+    failed = [record for record in finished if record.status != "COMPLETED"]
+    if commands is not None and commands.error:
+        print(commands.error, file=sys.stderr)
+        return 1
+    if len(finished) < expected or failed:
+        print(f"{len(finished)} of {expected} finished; not completed: {failed}", file=sys.stderr)
         return 1
     window.close()
     registry.close()
-    print(f"{stall_ms:.1f} {idle_ms:.1f}")
+    print(json.dumps({"stall_ms": stall_ms, "idle_ms": idle_ms, "seconds": seconds}), flush=True)
     app.quit()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Exit without tearing Qt's objects down one by one: only the measurement counts.
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)
