@@ -63,6 +63,9 @@ ACTIVE_POLL_MS = 60
 # The panel grows with its rows up to this height, then scrolls.
 MAX_ROWS_HEIGHT = 230
 EXTERNAL_SCAN_MS = 500
+# Rows of a drop made per event-loop turn: each costs about a millisecond to build and as much
+# to lay out and paint, and a frame is 16.
+ROWS_PER_TURN = 4
 # A success or a cancel needs no action: its row goes away by itself after a moment. A failure
 # stays until dismissed.
 COMPLETED_ROW_LINGER_MS = 4000
@@ -234,10 +237,12 @@ class Drop:
 
     operations: list[Operation] = field(default_factory=list)
     queued: bool = False
+    # The files whose rows are still to be made (a few per event-loop turn).
+    waiting: list[Path] = field(default_factory=list)
 
     @property
     def settled(self) -> bool:
-        return all(op.plan is not None or op.final for op in self.operations)
+        return not self.waiting and all(op.plan is not None or op.final for op in self.operations)
 
 
 @dataclass(eq=False)
@@ -341,10 +346,25 @@ class InstallPanel(QWidget):
         """Install files accepted together: each planned on its own row, all confirmed once."""
         if len(paths) == 1:
             return [self.start_install(paths[0])]
-        drop = Drop()
-        for path in paths:
-            drop.operations.append(self.start_install(path, drop=drop))
+        drop = Drop(waiting=list(paths))
+        self._start_drop_rows(drop)
         return drop.operations
+
+    def _start_drop_rows(self, drop: Drop) -> None:
+        """Make the next few rows of a drop, and the rest on the next turns of the event
+        loop: a row is a dozen widgets, and twenty made at once would freeze the window for
+        a few frames."""
+        if self._closed:
+            drop.waiting.clear()
+            return
+        chunk, drop.waiting = drop.waiting[:ROWS_PER_TURN], drop.waiting[ROWS_PER_TURN:]
+        for path in chunk:
+            drop.operations.append(self.start_install(path, drop=drop))
+        if drop.waiting:
+            QTimer.singleShot(0, functools.partial(self._start_drop_rows, drop))
+        elif drop.operations:
+            # Every file may have been read before the last rows were made.
+            self._settle(drop.operations[-1])
 
     def start_install(
         self, path: Path, *, member: str | None = None, drop: Drop | None = None

@@ -134,7 +134,8 @@ def test_five_files_with_one_bad_are_one_dialog_four_installs_and_one_reason(
     bad = tmp_path / "broken.zip"
     bad.write_bytes(b"this is not a zip at all")
     drop(window, [*files[:2], bad, *files[2:]])
-    assert len(window.install_panel.operations) == 5
+    # A row per file, made a few per event-loop turn.
+    qtbot.waitUntil(lambda: len(window.install_panel.operations) == 5, timeout=WAIT_MS)
     dialog = batch_dialog(qtbot, window)
     # The one dialog: no single confirmation is shown beside it.
     assert window.install_panel.confirm_dialog is None

@@ -16,13 +16,16 @@ from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from gui.activity_view import PAGE_SIZE
+from gui.batch_dialog import BatchChoice
 from gui.extensions_model import ENABLED, NAME
+from gui.install_panel import ROWS_PER_TURN
 from gui.main_window import MainWindow
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
 from tests import test_gui_window as window_tests
 from tests.conftest import REPO_ROOT
+from tests.test_gui_batch import extension
 from tests.test_gui_window import HELLO, WAIT_MS, close_for_good, drop, wait_finished
 
 application = window_tests.application
@@ -222,3 +225,24 @@ def test_an_activity_filter_typed_over_shows_only_what_the_last_text_matches(
         )
     )
     qtbot.waitUntil(expected, timeout=WAIT_MS)
+
+
+def test_a_drop_of_many_files_makes_its_rows_a_few_per_turn_and_asks_once(
+    qtbot: QtBot,
+    crowded_window: tuple[MainWindow, Reads],
+    seams: window_tests.Seams,
+    tmp_path: Path,
+) -> None:
+    window, reads = crowded_window
+    files = [extension(tmp_path / f"drop-{n}.zip", f"example.drop-{n:02d}") for n in range(11)]
+    drop(window, files)
+    # The first rows at once, the rest on the next turns of the event loop.
+    assert len(window.install_panel.operations) == ROWS_PER_TURN
+    wait_finished(qtbot, window, len(files))
+
+    [choice] = seams.plans
+    assert isinstance(choice, BatchChoice) and len(choice.plans) == len(files)
+    model = window.extensions_model
+    assert all(model.row_of(f"example.drop-{n:02d}") is not None for n in range(11))
+    assert window.extensions_model.total_count() == EXTENSIONS + len(files)
+    assert (reads.full_lists, reads.resets) == (0, 0)
