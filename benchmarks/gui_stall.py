@@ -14,17 +14,22 @@ notices the other process's changes and shows them.
 A 1 ms precise heartbeat timer runs on the GUI thread; the longest gap between two beats, minus
 the interval, is the longest time the thread could not react. The idle figure is the same
 measurement with the window open and nothing running, so that timer jitter on a busy machine is
-visible next to the result. ``--profile FILE`` writes a cProfile of the measured part.
+visible next to the result. ``--profile FILE`` writes a cProfile of the measured part;
+``--stacks MS`` prints where the GUI thread was while the beat was more than MS ms late
+(``GUI_STALL_RAW=1``: faulthandler's dumps of every thread, as written).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
+import faulthandler
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -44,29 +49,67 @@ from registry.store import OperationRecord  # noqa: E402
 
 
 class Heartbeat:
-    def __init__(self) -> None:
+    """A 1 ms beat on the GUI thread. With ``watch``, every beat re-arms a faulthandler timer:
+    when the beat is more than ``watch`` ms late, faulthandler's own thread (which needs no
+    GIL, so it also sees a stall inside Qt's C++ called from Python) writes every thread's
+    stack; ``report`` sums up the GUI thread's."""
+
+    def __init__(self, watch: float = 0.0) -> None:
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(1)
         self.timer.timeout.connect(self.beat)
         self.last = 0.0
         self.longest = 0.0
+        self.watch = watch / 1000
+        self.dumps = tempfile.TemporaryFile("w+") if watch else None  # noqa: SIM115
 
     def start(self) -> None:
-        self.last = time.perf_counter()
         self.longest = 0.0
         self.timer.start()
+        self.beat()
+        self.longest = 0.0
 
     def beat(self) -> None:
         now = time.perf_counter()
         self.longest = max(self.longest, now - self.last)
         self.last = now
+        if self.dumps is not None:
+            faulthandler.dump_traceback_later(self.watch, file=self.dumps)
 
     def stop(self) -> float:
         """The longest stall since ``start``, in milliseconds (a final gap counts too)."""
         self.beat()
         self.timer.stop()
+        if self.dumps is not None:
+            faulthandler.cancel_dump_traceback_later()
         return max(0.0, self.longest - 0.001) * 1000
+
+    def report(self, top: int = 6) -> str:
+        """The GUI thread's stacks at the late beats (the innermost frame and the app's own
+        frames, most recent first), the most frequent first."""
+        if self.dumps is None:
+            return ""
+        self.dumps.seek(0)
+        if os.environ.get("GUI_STALL_RAW"):
+            return self.dumps.read()
+        counts: collections.Counter[str] = collections.Counter()
+        gui = f"{threading.main_thread().ident:#018x}"
+        for dump in self.dumps.read().split("Timeout (")[1:]:
+            for block in dump.split("\n\n"):
+                lines = [line for line in block.splitlines() if line.strip()]
+                heads = [at for at, line in enumerate(lines) if "hread 0x" in line]
+                if not heads or gui not in lines[heads[0]]:
+                    continue
+                frames = [line for line in lines[heads[0] + 1 :] if "/benchmarks/" not in line]
+                app = [line for line in frames if str(REPO_ROOT) in line and "/.venv/" not in line]
+                inner = frames[:1] if frames and frames[0] not in app else []
+                stack = "\n".join(inner + app[:10]) or "(in the event loop: Qt's own code)"
+                counts[stack] += 1
+        return "\n".join(
+            f"--- {count} stalls over {self.watch * 1000:.0f} ms ---\n{stack}"
+            for stack, count in counts.most_common(top)
+        )
 
 
 def wait(loop: QEventLoop, ms: int) -> None:
@@ -120,6 +163,13 @@ def main() -> int:
     parser.add_argument("archives", type=Path, nargs="+")
     parser.add_argument("--cycles", type=int, default=5, help="cli: install/uninstall cycles")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured part")
+    parser.add_argument(
+        "--stacks",
+        type=float,
+        metavar="MS",
+        default=0.0,
+        help="print to stderr where the GUI thread was while the beat was over MS ms late",
+    )
     args = parser.parse_args()
 
     app = ensure_application()
@@ -134,6 +184,7 @@ def main() -> int:
     heartbeat.start()
     wait(loop, 1000)
     idle_ms = heartbeat.stop()
+    heartbeat = Heartbeat(args.stacks)
 
     finished: list[OperationRecord] = []
     expected = len(args.archives) if args.scenario != "cli" else 0
@@ -170,6 +221,8 @@ def main() -> int:
     if profile is not None:
         profile.disable()
         profile.dump_stats(str(args.profile))
+    if args.stacks:
+        print(heartbeat.report(), file=sys.stderr)
 
     failed = [record for record in finished if record.status != "COMPLETED"]
     if commands is not None and commands.error:
@@ -189,4 +242,5 @@ if __name__ == "__main__":
     # Exit without tearing Qt's objects down one by one: only the measurement counts.
     code = main()
     sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)
