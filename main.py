@@ -5,12 +5,13 @@
 3. resolve the data folder;
 4. command line: ``cli`` opens the registry (lock, preflight, backup, migrations, recovery) and
    runs the command;
-5. window: check for a display, create the QApplication, hand the files to a window already
-   running for this data folder if there is one, and only then open the registry on one
-   background thread; the window is built from the opened registry (``gui.app``).
+5. window: check for a display, hand the files to a window already running for this data
+   folder if there is one, and only then open the registry on one background thread while Qt
+   loads and the QApplication is created (``gui.launch``); the window is built from the opened
+   registry (``gui.app``).
 
 The window's code is imported only when a window is wanted, so commands start fast and never
-need a display.
+need a display; the commands' code is imported only for a command, so the window starts fast.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.commands import COMMANDS
+from cli.names import COMMAND_NAMES
 from registry.paths import DataPaths, default_log_dir, resolve_data_dir
 from registry.version import APP_VERSION
 
@@ -44,7 +45,7 @@ def build_window_parser() -> argparse.ArgumentParser:
         prog="extension-manager",
         description="Install, track and manage extensions delivered as .zip files. "
         "Without a command, opens the window (installing any ZIP files given).",
-        epilog="commands: " + ", ".join(COMMANDS) + " (see 'extension-manager COMMAND --help')",
+        epilog=f"commands: {', '.join(COMMAND_NAMES)} (see 'extension-manager COMMAND --help')",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {APP_VERSION}")
     _common_options(parser)
@@ -83,11 +84,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     A first word that is neither (a typo, or a command this version does not have) is a usage
     error, not a window trying to install a file of that name."""
     first = _first_positional(argv)
-    if first in COMMANDS:
+    if first in COMMAND_NAMES:
         return build_command_parser().parse_args(argv)
     parser = build_window_parser()
     if first is not None and not Path(first).exists():
-        parser.error(f"'{first}' is neither a command nor a file. Commands: {', '.join(COMMANDS)}.")
+        commands = ", ".join(COMMAND_NAMES)
+        parser.error(f"'{first}' is neither a command nor a file. Commands: {commands}.")
     return parser.parse_args(argv)
 
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(run_command(args, paths))
 
-    from gui.app import run_gui
+    from gui.launch import run_gui
 
     return run_gui(
         paths,

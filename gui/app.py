@@ -1,13 +1,12 @@
-"""Starting the window, in this order: a display check, the QApplication (so that every later
-problem can be shown), the hand-off to a window already running for this data folder, and only
-then the registry: locked, checked, backed up, migrated and recovered on one background thread
-while the event loop runs. No view is built until that has finished, and the window tells the
-person what it did."""
+"""Starting the window, once ``gui.launch`` has checked the display, handed the files to a
+window already running for this data folder if there is one, and started opening the registry
+(locked, checked, backed up, migrated and recovered) on one background thread: the
+QApplication (so that every later problem can be shown), then the event loop, while that thread
+finishes. No view is built until it has, and the window tells the person what opening did."""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -22,12 +21,20 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 import assets
-from cli.invocation import runnable
 from gui import colors, messages
+from gui.launch import (
+    Failed,
+    NeedsRescue,
+    Opened,
+    Opener,
+    Outcome,
+    RegistryOpening,
+    display_problem,
+    open_and_read,
+)
 from gui.main_window import MainWindow
-from gui.single_instance import InstanceServer, send_to_running_instance
 from migrations.runner import RESCUE_HINT
-from registry.errors import RegistryNeedsRescueError, UserFacingError
+from registry.errors import UserFacingError
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import ExtensionSummary, Registry
@@ -37,8 +44,9 @@ if TYPE_CHECKING:
     # The rescue is only imported on the path that needs it: it is never part of a normal launch.
     from registry.rescue import RescueOptions, RescueResult
 
+__all__ = ["LaunchController", "display_problem", "ensure_application", "run_window"]
+
 log = logging.getLogger(__name__)
-Opener = Callable[[DataPaths], Registry]
 
 
 def application_icon() -> QIcon:
@@ -87,7 +95,10 @@ class LaunchController(QObject):
         started: float | None = None,
         opener: Opener = open_data_folder,
         single_instance: bool = True,
+        opening: RegistryOpening | None = None,
     ) -> None:
+        """``opening``: the registry's opening, when the launch started it before Qt was
+        loaded; without one, ``start`` starts it with ``opener``."""
         super().__init__()
         self.paths = paths
         self.files = list(files or [])
@@ -98,6 +109,7 @@ class LaunchController(QObject):
         self.window: MainWindow | None = None
         self.registry: Registry | None = None
         self.exit_code: int | None = None
+        self._opening = opening
         self._thread: threading.Thread | None = None
         self._registry_opened.connect(self._on_opened, Qt.ConnectionType.QueuedConnection)
         self._registry_failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
@@ -112,47 +124,26 @@ class LaunchController(QObject):
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.setQuitOnLastWindowClosed(False)
-        self._start_thread(self._open, "open-registry")
+        opening = self._opening or RegistryOpening(self.paths, self.opener).start()
+        # The outcome comes on the opening thread, or at once if it is already there: either
+        # way the signals queue it for the event loop.
+        opening.when_done(self._deliver)
 
     def _start_thread(self, target: Callable[[], None], name: str) -> None:
         self._thread = threading.Thread(target=target, name=name, daemon=True)
         self._thread.start()
 
-    def _open_and_read(self) -> tuple[Registry, list[ExtensionSummary]]:
-        registry = self.opener(self.paths)
-        try:
-            # The first view's rows, read here rather than on the GUI thread.
-            extensions = registry.list_extension_summaries()
-        except BaseException:
-            registry.close()
-            raise
-        # Each thread has its own connection in peewee; this thread is done with its one.
-        registry.close_thread_connection()
-        return registry, extensions
-
-    def _open(self) -> None:
-        try:
-            registry, extensions = self._open_and_read()
-        except RegistryNeedsRescueError as error:
-            self._offer_rescue(error)
-        except Exception as error:
-            self._report_failure(error, "opened", "")
-        else:
-            self._registry_opened.emit(registry, extensions)
-
-    def _offer_rescue(self, error: RegistryNeedsRescueError) -> None:
-        """Still on the opening thread: look at what can be rescued (reads only)."""
-        try:
-            from registry.rescue import rescue_options
-
-            options = rescue_options(self.paths)
-        except Exception:
-            log.exception("looking for a way to rescue the registry failed")
-            options = None
-        if self.smoke_test or options is None or not options.needed:
-            self._registry_failed.emit(str(error))
-        else:
-            self._registry_needs_rescue.emit(options)
+    def _deliver(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Opened):
+            self._registry_opened.emit(outcome.registry, outcome.extensions)
+        elif isinstance(outcome, NeedsRescue):
+            options = outcome.options
+            if self.smoke_test or options is None or not options.needed:
+                self._registry_failed.emit(str(outcome.error))
+            else:
+                self._registry_needs_rescue.emit(options)
+        elif isinstance(outcome, Failed):
+            self._report_failure(outcome.error, "opened", "")
 
     def _on_needs_rescue(self, options: RescueOptions) -> None:
         from registry.rescue import rebuild_from_disk, restore_latest_backup
@@ -200,7 +191,7 @@ class LaunchController(QObject):
     def _rescue(self, action: Callable[[], RescueResult]) -> None:
         try:
             result = action()
-            registry, extensions = self._open_and_read()
+            registry, extensions = open_and_read(self.opener, self.paths)
         except Exception as error:
             self._report_failure(error, "rescued", "Nothing was deleted; ")
         else:
@@ -240,6 +231,8 @@ class LaunchController(QObject):
             app.setQuitOnLastWindowClosed(True)
         if self.single_instance:
             # From now on a second launch for this data folder hands its files to this window.
+            from gui.single_instance import InstanceServer
+
             server = InstanceServer(self.paths.root, self.window)
             server.start()
             self.window.attach_instance_server(server)
@@ -288,42 +281,25 @@ def install_exception_hook() -> None:
     sys.excepthook = hook
 
 
-def display_problem() -> str | None:
-    """Qt aborts the process when it finds no display; say so plainly before it can."""
-    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
-        return None
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return None
-    return runnable(
-        "There is no display to open the window on. Run this from a desktop session, "
-        "or use a command such as 'extension-manager status' or 'extension-manager install FILE'."
-    )
-
-
-def run_gui(
+def run_window(
     paths: DataPaths,
+    opening: RegistryOpening,
     *,
     files: list[Path],
     smoke_test: bool,
     started: float | None = None,
-    opener: Opener = open_data_folder,
 ) -> int:
-    """The window's launch: display, QApplication, hand-off, then the registry (see above)."""
-    if smoke_test and display_problem():
-        # The smoke test only needs to render once; it does not need a screen.
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    problem = display_problem()
-    if problem:
-        print(f"extension-manager: {problem}", file=sys.stderr)
-        return 1
+    """The QApplication and the event loop, while ``opening`` finishes (see above)."""
     app = ensure_application()
-    if not smoke_test and send_to_running_instance(paths.root, files):
-        log.info("handed %d file(s) to the window already running", len(files))
-        return 0
     if not smoke_test:
         install_exception_hook()
     controller = LaunchController(
-        paths, files=files, smoke_test=smoke_test, started=started, opener=opener
+        paths,
+        files=files,
+        smoke_test=smoke_test,
+        started=started,
+        opener=opening.opener,
+        opening=opening,
     )
     controller.start()
     code = app.exec()

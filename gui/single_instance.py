@@ -1,15 +1,14 @@
-"""One window per data folder: a second launch hands its files to the running window.
+"""One window per data folder: the running window's side. It listens on the name
+``gui.handoff.server_name`` gives its data folder; a second launch sends one JSON line
+``{"files": [...]}`` there (``gui.handoff.send_to_running_instance``) and waits for ``ok``; then
+it exits and the running window raises itself and installs the files.
 
-The running window listens on a local socket whose name comes from the user and a hash of the
-data folder, so two data folders (or two users) never talk to each other. A second launch sends
-one JSON line ``{"files": [...]}`` and waits for ``ok``; then it exits and the running window
-raises itself and installs the files.
+Only the running window needs this module (and QtNetwork): a launch imports it once its window
+is up.
 """
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,45 +16,24 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
+from gui.handoff import (
+    ACK,
+    CONNECT_TIMEOUT_MS,
+    MAX_MESSAGE_BYTES,
+    REPLY_TIMEOUT_MS,
+    send_to_running_instance,
+    server_name,
+)
+
+__all__ = [
+    "REPLY_TIMEOUT_MS",
+    "InstanceServer",
+    "send_to_running_instance",
+    "server_name",
+    "someone_answers",
+]
+
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_MS = 500
-REPLY_TIMEOUT_MS = 5000
-MAX_MESSAGE_BYTES = 1_000_000
-ACK = b"ok\n"
-
-
-def server_name(data_dir: Path) -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "user"
-    digest = hashlib.sha256(str(data_dir.absolute()).encode("utf-8")).hexdigest()[:16]
-    safe_user = "".join(c if c.isalnum() else "_" for c in user)[:32]
-    return f"extension-manager-{safe_user}-{digest}"
-
-
-def send_to_running_instance(
-    data_dir: Path, files: list[Path], *, timeout_ms: int = REPLY_TIMEOUT_MS
-) -> bool:
-    """True when a running window took the files (the caller should then exit 0).
-
-    Blocking: meant for a launch that has no window yet (it runs no event loop of its own).
-    """
-    socket = QLocalSocket()
-    socket.connectToServer(server_name(data_dir))
-    if not socket.waitForConnected(CONNECT_TIMEOUT_MS):
-        return False
-    message = json.dumps({"files": [str(path.absolute()) for path in files]}) + "\n"
-    socket.write(message.encode("utf-8"))
-    if not socket.waitForBytesWritten(timeout_ms):
-        socket.abort()
-        return False
-    reply = b""
-    while not reply.endswith(b"\n") and socket.waitForReadyRead(timeout_ms):
-        reply += bytes(socket.readAll().data())
-    socket.disconnectFromServer()
-    return reply == ACK
 
 
 def someone_answers(name: str) -> bool:
