@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex
 from PySide6.QtGui import QBrush, QGuiApplication, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from gui import colors
-from gui.table_model import Index, RecordTableModel
+from gui.table_model import DISPLAY, FOREGROUND, TOOLTIP, Index, RecordTableModel
 from gui.workers import WorkerPool
 from registry.errors import RegistryError
 from registry.store import OperationRecord, Registry
@@ -35,6 +35,7 @@ PAGE_SIZE = 500
 KEPT_COPY = "Kept copy"
 # The reads of ``ActivityModel``: the newest page(s) again, what changed on top, the next page.
 RELOAD, RECENT, MORE = "reload", "recent", "more"
+ANSWERED_ROLES = frozenset({DISPLAY, TOOLTIP, FOREGROUND})
 
 
 def change_words(record: OperationRecord) -> str:
@@ -203,36 +204,37 @@ class ActivityModel(RecordTableModel):
         if not parent.isValid() and self._rows:
             self._ask(MORE)
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+    def data(self, index: Index, role: int = DISPLAY) -> Any:
+        if role not in ANSWERED_ROLES or not index.isValid():
             return None
         record = self._rows[index.row()]
         column = index.column()
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            if column == TIME:
-                return record.started_at[:19].replace("T", " ")
-            if column == FILE:
-                if role == Qt.ItemDataRole.ToolTipRole:
-                    return record.archive_path or None
-                return file_words(record)
-            if column == EXTENSION:
-                # Its name while it is installed; an uninstalled one is known by its id.
-                extension_id = record.extension_id or ""
-                if role == Qt.ItemDataRole.ToolTipRole:
-                    return extension_id or None
-                return self.name_of(extension_id) or extension_id
-            if column == CHANGE:
-                return change_words(record)
+        if role == FOREGROUND:
             if column == STATUS:
-                return status_words(record.status)
-            if column == DETAILS:
-                return record.error or ""
-        if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
-            palette = QGuiApplication.palette()
-            if record.status == OperationStatus.FAILED:
-                return QBrush(colors.error_color(palette))
-            if record.status == OperationStatus.COMPLETED:
-                return QBrush(colors.success_color(palette))
+                palette = QGuiApplication.palette()
+                if record.status == OperationStatus.FAILED:
+                    return QBrush(colors.error_color(palette))
+                if record.status == OperationStatus.COMPLETED:
+                    return QBrush(colors.success_color(palette))
+            return None
+        if column == TIME:
+            return record.started_at[:19].replace("T", " ")
+        if column == FILE:
+            if role == TOOLTIP:
+                return record.archive_path or None
+            return file_words(record)
+        if column == EXTENSION:
+            # Its name while it is installed; an uninstalled one is known by its id.
+            extension_id = record.extension_id or ""
+            if role == TOOLTIP:
+                return extension_id or None
+            return self.name_of(extension_id) or extension_id
+        if column == CHANGE:
+            return change_words(record)
+        if column == STATUS:
+            return status_words(record.status)
+        if column == DETAILS:
+            return record.error or ""
         return None
 
 

@@ -7,6 +7,19 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 Index = QModelIndex | QPersistentModelIndex
+# The roles as plain numbers. A view asks every visible cell for about seven roles when it
+# paints, each a call into Python: comparing with Qt's enum members would add an attribute
+# lookup to each comparison.
+DISPLAY, DECORATION, TOOLTIP, FONT, FOREGROUND = (
+    int(role)
+    for role in (
+        Qt.ItemDataRole.DisplayRole,
+        Qt.ItemDataRole.DecorationRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.FontRole,
+        Qt.ItemDataRole.ForegroundRole,
+    )
+)
 
 
 class RecordTableModel(QAbstractTableModel):

@@ -13,6 +13,7 @@ exceptions escaping a slot or a runnable surface between releases, so nothing re
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 # settings, recording an answer) has its own threads so it never queues behind an extraction.
 LONG_WORKERS = 2
 SHORT_WORKERS = 2
+# How long a thread may keep the interpreter while another waits for it. Every paint calls into
+# Python hundreds of times (a model's data() per cell and role); while a worker runs Python
+# code, each of those calls may wait a whole interval, so CPython's default of 5 ms made one
+# repaint of the list take a tenth of a second. At 0.2 ms it takes a frame or less.
+SWITCH_INTERVAL_S = 0.0002
 
 
 def describe_failure(error: BaseException) -> str:
@@ -89,6 +95,8 @@ class WorkerPool(QObject):
 
     def __init__(self, parent: QObject | None = None, *, threads: int = SHORT_WORKERS) -> None:
         super().__init__(parent)
+        # Process-wide, and only where there are worker threads beside a window.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
         self._tasks: set[Task] = set()

@@ -141,3 +141,26 @@ def test_changes_respect_the_filter_and_the_sort_order(qapp: QApplication) -> No
         key=lambda v: [int(part) for part in v.split(".")],
         reverse=True,
     )
+
+
+def test_deleting_what_was_typed_shows_the_earlier_rows_and_changes_are_not_missed(
+    qapp: QApplication,
+) -> None:
+    model = ExtensionsModel()
+    model.set_records([summary(f"a.{n:03d}", f"Tool {n:03d}", "1.0.0") for n in range(300)])
+    typed = "tool 12"
+    seen = {}
+    for end in range(1, len(typed) + 1):
+        model.set_filter(typed[:end])
+        seen[typed[:end]] = shown_ids(model)
+    assert seen["tool 12"] == [f"a.{n:03d}" for n in range(120, 130)]
+    for end in range(len(typed) - 1, 0, -1):
+        model.set_filter(typed[:end])
+        assert shown_ids(model) == seen[typed[:end]]
+
+    # An extension renamed meanwhile is where it belongs when the text is typed again.
+    model.update_records([summary("a.007", "Tool 125b", "1.0.0")])
+    model.set_filter("tool 12")
+    assert shown_ids(model)[:7] == ["a.120", "a.121", "a.122", "a.123", "a.124", "a.125", "a.007"]
+    model.set_filter("tool 00")
+    assert "a.007" not in shown_ids(model) and len(shown_ids(model)) == 9
