@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QObject, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication
 
 import assets
@@ -50,13 +50,16 @@ log = logging.getLogger(__name__)
 
 
 def application_icon() -> QIcon:
+    """Every size, read from its file only when a size is first drawn (a launch draws at most
+    one or two of them); from bytes when the icons are not plain files (a zipped install)."""
     icon = QIcon()
     for size in assets.ICON_SIZES:
-        with_bytes = assets.icon_png(size).read_bytes()
-        from PySide6.QtGui import QPixmap
-
+        image = assets.icon_png(size)
+        if isinstance(image, Path):
+            icon.addFile(str(image), QSize(size, size))
+            continue
         pixmap = QPixmap()
-        pixmap.loadFromData(with_bytes, "PNG")
+        pixmap.loadFromData(image.read_bytes(), "PNG")
         icon.addPixmap(pixmap)
     return icon
 

@@ -1,16 +1,17 @@
 """The window's launch up to Qt, in this order: a display check, the hand-off to a window
 already running for this data folder, and only then the registry, opened (locked, checked,
-backed up, migrated, recovered) on one background thread of its own. Qt is imported after that
+backed up, migrated, recovered) on one background thread of its own. Qt is loaded once that
 thread has started, so that loading Qt and opening the registry overlap: most of an opening is
-SQLite and disk flushes, which let the launch's own thread run.
+SQLite and disk flushes, during which the launch's own thread runs.
 
-Nothing here imports Qt (except for the hand-off where a plain socket cannot reach the running
-window); ``gui.app`` takes over with the QApplication, and builds the window from the opened
-registry once the thread is done.
+Until then nothing here imports Qt (except for the hand-off, where a plain socket cannot reach
+the running window); ``gui.app`` takes over with the QApplication, and builds the window from
+the opened registry once the thread is done.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from registry.store import ExtensionSummary, Registry
 
 log = logging.getLogger(__name__)
+# The rest of the registry the window uses, loaded before Qt too (see skip_pyside_source_scan).
+WINDOW_REGISTRY_MODULES = ("registry.installer", "registry.versions")
 Opener = Callable[[DataPaths], "Registry"]
 
 
@@ -119,6 +122,22 @@ class RegistryOpening:
             return None
 
 
+def skip_pyside_source_scan() -> None:
+    """Once loaded, PySide reads the source file of the module every later ``import`` statement
+    names (once per module), looking for "PySide6" in it, to know which modules may switch on
+    its ``from __feature__ import ...`` options; this app uses none. Every module loaded before
+    Qt is recorded here as one that does not, which is what PySide would find for all of them,
+    without reading the hundred-odd files again (tens of milliseconds at every launch). A
+    PySide that keeps its table elsewhere simply scans as before."""
+    feature = sys.modules.get("PySide6.support.feature")
+    table = getattr(feature, "pyside_feature_dict", None)
+    if not isinstance(table, dict):
+        return
+    for name in list(sys.modules):
+        if not name.startswith(("PySide6", "shiboken6", "gui", "__main__")):
+            table.setdefault(name, -1)
+
+
 def display_problem() -> str | None:
     """Qt aborts the process when it finds no display; say so plainly before it can."""
     if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
@@ -157,7 +176,9 @@ def run_gui(
 
         opener = open_data_folder
     opening = RegistryOpening(paths, opener).start()
-
+    for name in (*WINDOW_REGISTRY_MODULES, "PySide6.QtCore"):
+        importlib.import_module(name)
+    skip_pyside_source_scan()
     from gui.app import run_window
 
     return run_window(paths, opening, files=files, smoke_test=smoke_test, started=started)

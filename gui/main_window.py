@@ -49,9 +49,8 @@ from PySide6.QtWidgets import (
 )
 
 from cli import desktop_entry
-from gui import colors, desktop, messages
+from gui import colors, messages
 from gui.activity_view import ActivityView
-from gui.config_dialog import ConfigDialog
 from gui.details_pane import DetailsPane
 from gui.extensions_model import (
     AVAILABLE,
@@ -63,7 +62,6 @@ from gui.extensions_model import (
     ExtensionsModel,
 )
 from gui.install_panel import InstallPanel
-from gui.single_instance import InstanceServer
 from gui.transfer_dialog import Transfers
 from gui.updates import UpdateChecks, UpdatesBar
 from gui.version_details import read_version_facts
@@ -82,7 +80,11 @@ from registry.version import APP_VERSION
 from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 if TYPE_CHECKING:
+    # Imported where they are used, not at launch: the single-instance server (and QtNetwork)
+    # comes once the window is up, a settings dialog or the file manager when asked for.
+    from gui.config_dialog import ConfigDialog
     from gui.doctor_dialog import DoctorDialog
+    from gui.single_instance import InstanceServer
     from gui.sources_dialog import SourcesDialog
 
 EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
@@ -959,6 +961,8 @@ class MainWindow(QMainWindow):
         if record is None:
             self.refresh_extensions([extension_id])
             return
+        from gui.config_dialog import ConfigDialog
+
         dialog = ConfigDialog(
             self.registry, self.pool, record, self.registry.get_config(extension_id), self
         )
@@ -973,6 +977,8 @@ class MainWindow(QMainWindow):
                 f"The folder could not be shown: {reason}. It is {path}; open it in your file "
                 "manager, or copy its path from the Folder field (right-click, Copy).",
             )
+
+        from gui import desktop
 
         desktop.open_folder(path, failed, self)
 

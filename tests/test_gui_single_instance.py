@@ -16,6 +16,7 @@ from pytestqt.qtbot import QtBot
 from examples.build_examples import build_all
 from gui.app import ensure_application
 from gui.confirm_dialog import ConfirmDialog
+from gui.handoff import socket_path
 from gui.main_window import MainWindow
 from gui.single_instance import InstanceServer, send_to_running_instance, server_name
 from registry.installer import InstallPlan
@@ -111,3 +112,29 @@ def test_a_live_server_is_respected_and_a_stale_socket_replaced(
         assert third.listening
     finally:
         third.close()
+
+
+def test_a_second_launch_finds_the_socket_where_qt_listens(tmp_path: Path) -> None:
+    """The second launch connects with a plain socket, before Qt is loaded: it must look
+    exactly where ``QLocalServer`` put its socket."""
+    server = InstanceServer(tmp_path / "data")
+    try:
+        assert server.start()
+        expected = socket_path(server.name)
+        assert expected is not None
+        assert expected == Path(server.server.fullServerName())
+        assert expected.exists()
+    finally:
+        server.close()
+
+
+def test_a_socket_left_by_a_crash_takes_no_files(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    stale_path = Path(QDir.tempPath()) / server_name(data_dir)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(stale_path))
+    stale.close()
+    try:
+        assert send_to_running_instance(data_dir, [tmp_path / "x.zip"]) is False
+    finally:
+        stale_path.unlink()
