@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
+from migrations import verified
 from registry.durable import flush_folder
 from registry.errors import MigrationError, RegistryError, RegistryNeedsRescueError
 from registry.paths import disk_is_read_only, free_bytes, same_disk
@@ -476,12 +477,14 @@ def read_status(db_path: Path, steps: tuple[Step, ...] | None = None) -> Databas
                     f"Extension Manager registry. It was left untouched. Move it away or choose "
                     f"another data folder with --data-dir."
                 )
-            check = connection.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise UnreadableRegistryError(
-                    f"The registry {db_path} is damaged ({check}). It was left untouched. "
-                    f"{RESCUE_HINT}"
-                )
+            if verified.check_needed(db_path):
+                check = connection.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise UnreadableRegistryError(
+                        f"The registry {db_path} is damaged ({check}). It was left untouched. "
+                        f"{RESCUE_HINT}"
+                    )
+                verified.record_check_passed(db_path)
             applied = _history(connection)
             gaps = schema_gaps(connection, steps[:version]) if 0 < version <= latest else []
     except RegistryError:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import peewee
 
+from migrations import verified
 from migrations.runner import (
     APPLICATION_ID,
     MigrationReport,
@@ -698,6 +699,8 @@ class Registry:
 
     def close(self) -> None:
         self.close_thread_connection()
+        # Closed cleanly: the next launch need not read the whole file to look for damage.
+        verified.record_clean_close(self.paths.database)
         if self.lock is not None:
             self.lock.release()
 
