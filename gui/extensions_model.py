@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,16 @@ class IconCache:
         self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
 
 
+@dataclass(frozen=True, slots=True)
+class Arrangement:
+    """Every extension by id, all of them in one order, and their search texts in that order."""
+
+    by_id: dict[str, ExtensionSummary]
+    ordered: list[ExtensionSummary]
+    texts: list[str]
+    sorted_as: tuple[int, bool, int]
+
+
 class ExtensionsModel(RecordTableModel):
     """Sorts and filters itself in Python with plain list operations.
 
@@ -103,11 +114,31 @@ class ExtensionsModel(RecordTableModel):
     # -- contents --------------------------------------------------------------------------------
 
     def set_records(self, records: list[ExtensionSummary]) -> None:
+        self.adopt(self.arranger()(records))
+
+    def arranger(self) -> Callable[[list[ExtensionSummary]], Arrangement]:
+        """What sorts a list of extensions the way this model shows them, and makes their
+        search texts: plain Python, so a worker can run it on a large list and the GUI thread
+        only ``adopt``s the result."""
+        sort_key, descending, sorted_as = self._sort_key(), self._descending, self._sorted_as()
+
+        def arrange(records: list[ExtensionSummary]) -> Arrangement:
+            ordered = sorted(records, key=sort_key, reverse=descending)
+            texts = [_search_text(record) for record in ordered]
+            return Arrangement({r.id: r for r in records}, ordered, texts, sorted_as)
+
+        return arrange
+
+    def adopt(self, arrangement: Arrangement) -> None:
+        """Show these extensions instead of the ones shown (a reset: the caller re-selects)."""
+        if arrangement.sorted_as != self._sorted_as():
+            # Sorted another way meanwhile (the person clicked a header): sort it here.
+            arrangement = self.arranger()(list(arrangement.by_id.values()))
         self.beginResetModel()
         self._recent_filters.clear()
-        self._all = {r.id: r for r in records}
-        self.icons.forget_others(records)
-        self._sort_all()
+        self._all = arrangement.by_id
+        self.icons.forget_others(arrangement.ordered)
+        self._ordered, self._ordered_text = arrangement.ordered, arrangement.texts
         self._rows, self._rows_text = self._shown()
         self.endResetModel()
 
@@ -204,8 +235,13 @@ class ExtensionsModel(RecordTableModel):
         return self._sort_order == Qt.SortOrder.DescendingOrder
 
     def _sort_all(self) -> None:
-        self._ordered = sorted(self._all.values(), key=self._sort_key(), reverse=self._descending)
-        self._ordered_text = [_search_text(r) for r in self._ordered]
+        arranged = self.arranger()(list(self._all.values()))
+        self._ordered, self._ordered_text = arranged.ordered, arranged.texts
+
+    def _sorted_as(self) -> tuple[int, bool, int]:
+        """What the order depends on: the column, the direction, and for the Update column
+        the check's findings."""
+        return self._sort_column, self._descending, id(self._updates)
 
     def _position(self, rows: list[ExtensionSummary], record: ExtensionSummary) -> int:
         """Where ``record`` is, or would go, in ``rows`` (which are in the current order)."""
