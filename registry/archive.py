@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Final, Self
 
-from registry.durable import FileFlusher, flush_folders
+from registry.durable import FileFlusher, FlushingWriter, flush_folders
 from registry.errors import ArchiveError, InstallCancelledError
 from registry.limits import DEFAULT_LIMITS, Limits
 from registry.sizes import exact_size, format_size, sizes_apart
@@ -213,6 +213,8 @@ class ZipContainer:
     _data_start: dict[int, int]
     _shown_names: dict[int, str]
     _by_path: dict[PurePosixPath, ArchiveMember]
+    # Name components already found portable while validating (under the same limits).
+    _portable_parts: set[str]
 
     def __init__(
         self, path: Path, limits: Limits = DEFAULT_LIMITS, *, name: str | None = None
@@ -321,8 +323,9 @@ class ZipContainer:
             raise InstallCancelledError()
         # Measured before writing, for the message should the disk fill up meanwhile.
         self._free_before_extraction = shutil.disk_usage(destination).free
-        folders = {destination.joinpath(*m.path.parts[:-1]) for m in self.members}
-        folders.update(destination.joinpath(*folder.parts) for folder in self.folders)
+        parents = {m.path.parts[:-1] for m in self.members}
+        parents.update(folder.parts for folder in self.folders)
+        folders = {destination.joinpath(*parts) for parts in parents}
         try:
             for folder in sorted(folders):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -430,8 +433,9 @@ class ZipContainer:
         digest = hashlib.sha256()
         reader = _READER(fh.fileno(), 0)
         # A failure to write the copy (a full disk) stays an OSError for the installer to word.
-        with contextlib.ExitStack() as stack:
-            copy = stack.enter_context(copy_to.open("xb")) if copy_to is not None else None
+        copy_fd = os.open(copy_to, _CREATE_FLAGS, 0o666) if copy_to is not None else None
+        try:
+            copy = FlushingWriter(copy_fd) if copy_fd is not None else None
             while True:
                 try:
                     chunk = reader.read(CHUNK_BYTES)
@@ -446,8 +450,10 @@ class ZipContainer:
                 if copy is not None:
                     copy.write(chunk)
             if copy is not None:
-                copy.flush()
-                os.fsync(copy.fileno())
+                copy.finish()
+        finally:
+            if copy_fd is not None:
+                os.close(copy_fd)
         return digest.hexdigest()
 
     # -- validation -----------------------------------------------------------------------
@@ -482,6 +488,7 @@ class ZipContainer:
                 f"{label} is an empty zip archive: it contains no files. " + _CHOOSE_AGAIN
             )
 
+        self._portable_parts = set()
         entries = [self._entry(info, limits) for info in infos]
         installable = [e for e in entries if not e.is_junk and e.parts]
         files = [e for e in installable if not e.is_dir]
@@ -573,7 +580,10 @@ class ZipContainer:
         is_junk = _is_junk(parts, is_dir)
         if not is_junk:
             for part in parts:
-                _check_portable_component(part, shown, label, limits)
+                # Folder names repeat across entries; each distinct one is checked once.
+                if part not in self._portable_parts:
+                    _check_portable_component(part, shown, label, limits)
+                    self._portable_parts.add(part)
         if is_dir and info.file_size:
             raise ArchiveError(
                 f"{label} contains a folder entry that holds data ({shown}). " + _RECREATE
@@ -1151,7 +1161,8 @@ def _decode_name(info: zipfile.ZipInfo) -> str:
 
 def _split_name(name: str, shown: str, label: str) -> tuple[tuple[str, ...], bool]:
     """Split a raw name into safe components; ``./`` alone (bsdtar's root) gives ``()``."""
-    for char in name:
+    # Printable ASCII has neither control nor bidi characters; only other names are looked at.
+    for char in "" if name.isascii() and name.isprintable() else name:
         if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
             raise ArchiveError(
                 f"{label} contains an entry whose name has an invisible control character "
@@ -1424,12 +1435,15 @@ def _guess_kind(files: list[_Entry]) -> str | None:
 
 def _quote(text: str, limit: int = 120) -> str:
     """``text`` in single quotes, invisible characters escaped and long names shortened."""
-    shown = "".join(
-        f"\\u{ord(char):04x}"
-        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS
-        else char
-        for char in text
-    )
+    if text.isascii() and text.isprintable():  # most names: nothing to escape
+        shown = text
+    else:
+        shown = "".join(
+            f"\\u{ord(char):04x}"
+            if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS
+            else char
+            for char in text
+        )
     if len(shown) > limit:
         shown = shown[: limit - 1] + "…"
     return f"'{shown}'"

@@ -12,7 +12,7 @@ GiB = 1024 * MiB
 class Limits:
     """What an extension archive may contain. Override any field to configure."""
 
-    max_entries: int = 10_000
+    max_entries: int = 65_535
     max_file_bytes: int = 256 * MiB
     max_total_bytes: int = 1 * GiB
     # Entries larger than this must not compress better than ``max_compression_ratio``:1.
