@@ -11,7 +11,6 @@ the opened registry once the thread is done.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
     from registry.store import ExtensionSummary, Registry
 
 log = logging.getLogger(__name__)
-# The rest of the registry the window uses, loaded before Qt too (see skip_pyside_source_scan).
-WINDOW_REGISTRY_MODULES = ("registry.installer", "registry.versions")
 Opener = Callable[[DataPaths], "Registry"]
 
 
@@ -122,6 +119,11 @@ class RegistryOpening:
             return None
 
 
+def load_window_registry() -> None:
+    """The rest of the registry the window uses, loaded before Qt too (see below)."""
+    from registry import installer, versions  # noqa: F401
+
+
 def skip_pyside_source_scan() -> None:
     """Once loaded, PySide reads the source file of the module every later ``import`` statement
     names (once per module), looking for "PySide6" in it, to know which modules may switch on
@@ -134,7 +136,7 @@ def skip_pyside_source_scan() -> None:
     if not isinstance(table, dict):
         return
     for name in list(sys.modules):
-        if not name.startswith(("PySide6", "shiboken6", "gui", "__main__")):
+        if not name.startswith(("PySide6", "shiboken6")):
             table.setdefault(name, -1)
 
 
@@ -176,8 +178,9 @@ def run_gui(
 
         opener = open_data_folder
     opening = RegistryOpening(paths, opener).start()
-    for name in (*WINDOW_REGISTRY_MODULES, "PySide6.QtCore"):
-        importlib.import_module(name)
+    load_window_registry()
+    import PySide6.QtCore  # noqa: F401
+
     skip_pyside_source_scan()
     from gui.app import run_window
 
