@@ -19,7 +19,7 @@ from gui.activity_view import PAGE_SIZE
 from gui.batch_dialog import BatchChoice
 from gui.extensions_model import ENABLED, NAME
 from gui.install_panel import ROWS_PER_TURN
-from gui.main_window import MainWindow
+from gui.main_window import FIRST_PAGE, MainWindow
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
@@ -82,6 +82,8 @@ def crowded_window(
     window = MainWindow(crowded)
     qtbot.addWidget(window)
     window.show()
+    # The first page at once, then every extension from a worker.
+    qtbot.waitUntil(lambda: window.extensions_model.total_count() == EXTENSIONS, timeout=WAIT_MS)
     reads = Reads()
     whole_list = crowded.list_extension_summaries
 
@@ -246,3 +248,25 @@ def test_a_drop_of_many_files_makes_its_rows_a_few_per_turn_and_asks_once(
     assert all(model.row_of(f"example.drop-{n:02d}") is not None for n in range(11))
     assert window.extensions_model.total_count() == EXTENSIONS + len(files)
     assert (reads.full_lists, reads.resets) == (0, 0)
+
+
+def test_a_large_registry_shows_its_first_page_at_once_and_every_extension_soon(
+    qtbot: QtBot, crowded: Registry
+) -> None:
+    window = MainWindow(crowded)
+    qtbot.addWidget(window)
+    window.show()
+    model = window.extensions_model
+    assert model.rowCount() == FIRST_PAGE
+    assert shown_names(window) == [f"Extension {n:05d}" for n in range(FIRST_PAGE)]
+    # Another process renames one before the worker's list is in: not lost when it comes.
+    other = sqlite3.connect(crowded.paths.database, timeout=30)
+    with other:
+        other.execute("UPDATE extensions SET name = 'Aardvark' WHERE id = 'bench.ext-01999'")
+    other.close()
+    window.refresh_extensions(["bench.ext-01999"])
+    qtbot.waitUntil(lambda: model.total_count() == EXTENSIONS, timeout=WAIT_MS)
+    assert shown_names(window) == ["Aardvark"] + [f"Extension {n:05d}" for n in range(1999)]
+    assert window.select_extension("bench.ext-01999")
+    assert window.details.record is not None and window.details.record.id == "bench.ext-01999"
+    close_for_good(qtbot, window)
