@@ -64,6 +64,7 @@ from gui.extensions_model import (
     ExtensionsModel,
 )
 from gui.install_panel import InstallPanel
+from gui.launch import FIRST_PAGE
 from gui.transfer_dialog import Transfers
 from gui.updates import UpdateChecks, UpdatesBar
 from gui.version_details import read_version_facts
@@ -93,9 +94,6 @@ EMPTY_STATE_TEXT = "Drop an extension .zip here or use Install from file…"
 ZIP_FILTER = "Extension archives (*.zip)"
 # Long enough to be read after the window appears; the Activity tab keeps the notes.
 LAUNCH_NOTES_SHOWN_MS = 20_000
-# A registry with at least this many extensions shows these first (by name), the rest once a
-# worker has read them: the first paint of a hundred thousand would otherwise wait a second.
-FIRST_PAGE = 500
 SKIPPED_SHOWN_MS = 15_000
 DONE_SHOWN_MS = 5000
 # The reason recorded when the person holds an extension from the window.

@@ -19,7 +19,8 @@ from gui.activity_view import PAGE_SIZE
 from gui.batch_dialog import BatchChoice
 from gui.extensions_model import ENABLED, NAME
 from gui.install_panel import ROWS_PER_TURN
-from gui.main_window import FIRST_PAGE, MainWindow
+from gui.launch import FIRST_PAGE
+from gui.main_window import MainWindow
 from registry.paths import DataPaths
 from registry.startup import open_data_folder
 from registry.store import Registry
