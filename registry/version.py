@@ -1,22 +1,8 @@
-"""The app's version, from one source: the package metadata (``pyproject.toml``)."""
+"""The app's version, from one source: this constant. The build reads it for the package's
+metadata (``pyproject.toml`` names it as the dynamic version), so a checkout and an installed
+wheel show the same number, and no launch pays for reading package metadata to learn it."""
 
 from __future__ import annotations
 
-import tomllib
-from importlib import metadata
-from pathlib import Path
-
 DISTRIBUTION = "extension-manager"
-
-
-def _version() -> str:
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        # A checkout run without installing the project: the same number, read from its file.
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        with pyproject.open("rb") as handle:
-            return str(tomllib.load(handle)["project"]["version"])
-
-
-APP_VERSION = _version()
+APP_VERSION = "0.1.0"

@@ -18,6 +18,7 @@ import assets
 from build_package import UnsupportedImportError, rewrite_imports
 from examples.build_examples import build_example
 from migrations.runner import load_steps
+from registry.version import APP_VERSION
 from tests.conftest import REPO_ROOT
 
 DESKTOP_FILE = REPO_ROOT / "assets" / f"{assets.APP_ID}.desktop"
@@ -57,7 +58,11 @@ def test_wheel_installs_one_package_with_migrations_assets_and_schema(wheel: Pat
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     top_level = {name.split("/", 1)[0] for name in names}
-    assert top_level == {"extension_manager", "extension_manager-0.1.0.dist-info"}
+    # The wheel's version is the app's own constant, which the build reads.
+    assert top_level == {"extension_manager", f"extension_manager-{APP_VERSION}.dist-info"}
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(f"extension_manager-{APP_VERSION}.dist-info/METADATA").decode()
+    assert f"\nVersion: {APP_VERSION}\n" in metadata
     package = "extension_manager/"
     for step in load_steps():
         assert f"{package}{step.module.replace('.', '/')}.py" in names
@@ -139,6 +144,17 @@ def test_wheel_installs_into_a_fresh_environment_and_runs(wheel: Path, tmp_path:
             check=False,
         )
         assert absent.returncode != 0, f"the wheel installed a top-level '{generic}'"
+
+    version = subprocess.run(
+        [str(bin_dir / "extension-manager-cli"), "--version"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert version.stdout == f"extension-manager {APP_VERSION}\n", version.stderr
 
     data = tmp_path / "data"
     smoke = subprocess.run(
