@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
@@ -260,57 +259,33 @@ class MigrationReport:
     set_aside: tuple[str, ...] = field(default=())
 
 
+# One token of a statement as SQLite reads it: a gap (a run of white space and comments, the
+# ``gap`` group), or a string literal or quoted identifier up to its closing quote (a doubled
+# quote is an escaped one, brackets have no escape), or to the end of the text when it is never
+# closed. A comment that is never closed runs to the end of the text too. Every other character
+# stands for itself.
+_TOKENS = re.compile(
+    rf"(?P<gap>(?:[{SQL_WHITESPACE}]+|--[^\n]*\n?|/\*.*?(?:\*/|\Z))+)"
+    r"|'[^']*(?:''[^']*)*'?"
+    r'|"[^"]*(?:""[^"]*)*"?'
+    r"|`[^`]*(?:``[^`]*)*`?"
+    r"|\[[^\]]*\]?",
+    re.DOTALL,
+)
+
+
+def _layout(match: re.Match[str]) -> str:
+    """A gap becomes one space, none at either end; a quoted token stays byte for byte."""
+    if match.lastgroup != "gap":
+        return match.group()
+    return "" if match.start() == 0 or match.end() == len(match.string) else " "
+
+
 def normalise_statement(statement: str) -> str:
     """The statement as SQLite reads it, minus layout: comments dropped, every run of white
     space outside quoted text collapsed to one space, none at either end. String literals and
     quoted identifiers are kept byte for byte, since their spaces are part of their meaning."""
-    out: list[str] = []
-    space_pending = False
-    index, end = 0, len(statement)
-    while index < end:
-        char = statement[index]
-        if char in SQL_WHITESPACE:
-            space_pending = True
-            index += 1
-            continue
-        if statement.startswith("--", index):
-            newline = statement.find("\n", index)
-            index = end if newline < 0 else newline + 1
-            space_pending = True
-            continue
-        if statement.startswith("/*", index):
-            close = statement.find("*/", index + 2)
-            index = end if close < 0 else close + 2
-            space_pending = True
-            continue
-        if char in "'\"`[":
-            token_end = _quoted_end(statement, index)
-            token = statement[index:token_end]
-        else:
-            token_end = index + 1
-            token = char
-        if space_pending and out:
-            out.append(" ")
-        space_pending = False
-        out.append(token)
-        index = token_end
-    return "".join(out)
-
-
-def _quoted_end(statement: str, start: int) -> int:
-    """Where the literal or quoted identifier opening at ``start`` ends (a doubled closing
-    quote is an escaped one; brackets have no escape). Unterminated: the end of the text."""
-    opener = statement[start]
-    closer = "]" if opener == "[" else opener
-    index = start + 1
-    while True:
-        found = statement.find(closer, index)
-        if found < 0:
-            return len(statement)
-        if closer != "]" and statement.startswith(closer * 2, found):
-            index = found + 2
-            continue
-        return found + 1
+    return _TOKENS.sub(_layout, statement)
 
 
 def statements_checksum(statements: tuple[str, ...]) -> str:
@@ -370,14 +345,26 @@ def _check_module_apply(module: ModuleType, statements: tuple[str, ...], label: 
         )
 
 
+def _package_file_names(package: str) -> list[str]:
+    """The names of the files in ``package``: listed directly when it is a plain folder (every
+    install but a zipped one), else through its resource reader, whose import (zipfile among
+    others) a launch otherwise does not need."""
+    folders = [Path(location) for location in importlib.import_module(package).__path__]
+    if folders and all(folder.is_dir() for folder in folders):
+        return [entry.name for folder in folders for entry in folder.iterdir()]
+    from importlib import resources
+
+    return [entry.name for entry in resources.files(package).iterdir()]
+
+
 def _step_modules(folder: Path | None) -> Iterator[tuple[re.Match[str], str, ModuleType]]:
     if folder is None:
         # The package's own name: "migrations" in a checkout, inside another one when installed.
         package = __name__.rpartition(".")[0]
-        for entry in resources.files(package).iterdir():
-            match = STEP_FILE.match(entry.name)
+        for file_name in _package_file_names(package):
+            match = STEP_FILE.match(file_name)
             if match:
-                module_name = f"{package}.{entry.name.removesuffix('.py')}"
+                module_name = f"{package}.{file_name.removesuffix('.py')}"
                 yield match, module_name, importlib.import_module(module_name)
         return
     for path in folder.iterdir():
@@ -393,9 +380,22 @@ def _step_modules(folder: Path | None) -> Iterator[tuple[re.Match[str], str, Mod
         yield match, module_name, module
 
 
+_shipped_steps: tuple[Step, ...] | None = None
+
+
 def load_steps(folder: Path | None = None) -> tuple[Step, ...]:
     """Every step shipped with the app (or found in ``folder``), in order; numbering must be
-    contiguous from 1."""
+    contiguous from 1. The shipped steps are loaded and checksummed once per process (a launch
+    asks for them more than once); a folder's are read again at every call."""
+    global _shipped_steps
+    if folder is not None:
+        return _load_steps(folder)
+    if _shipped_steps is None:
+        _shipped_steps = _load_steps(None)
+    return _shipped_steps
+
+
+def _load_steps(folder: Path | None) -> tuple[Step, ...]:
     found: list[Step] = []
     for match, module_name, module in _step_modules(folder):
         statements = tuple(module.STATEMENTS)

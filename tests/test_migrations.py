@@ -15,6 +15,8 @@ from pathlib import Path
 
 import peewee
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import migrations.runner as runner
 from migrations.runner import (
@@ -476,6 +478,57 @@ def test_statements_are_normalised_outside_quoted_text(statement: str, normalise
     assert normalise_statement(statement) == normalised
 
 
+def normalised_char_by_char(statement: str) -> str:
+    """The normalisation the released checksums were taken with, one character at a time: the
+    runner's own (a regular expression) must read every text the same way."""
+    out: list[str] = []
+    space_pending = False
+    index, end = 0, len(statement)
+    while index < end:
+        char = statement[index]
+        if char in " \t\n\f\r":
+            space_pending, index = True, index + 1
+            continue
+        if statement.startswith("--", index):
+            newline = statement.find("\n", index)
+            index, space_pending = (end if newline < 0 else newline + 1), True
+            continue
+        if statement.startswith("/*", index):
+            close = statement.find("*/", index + 2)
+            index, space_pending = (end if close < 0 else close + 2), True
+            continue
+        token_end = index + 1
+        if char in "'\"`[":
+            closer = "]" if char == "[" else char
+            while True:
+                found = statement.find(closer, token_end)
+                if found < 0:
+                    token_end = end
+                elif closer != "]" and statement.startswith(closer * 2, found):
+                    token_end = found + 2
+                    continue
+                else:
+                    token_end = found + 1
+                break
+        if space_pending and out:
+            out.append(" ")
+        space_pending = False
+        out.append(statement[index:token_end])
+        index = token_end
+    return "".join(out)
+
+
+@given(st.text(alphabet=" \t\n\f\r\v-/*'\"`[]ab;(", max_size=60))
+def test_normalisation_reads_any_text_as_the_released_checksums_did(statement: str) -> None:
+    assert normalise_statement(statement) == normalised_char_by_char(statement)
+
+
+def test_the_shipped_statements_normalise_as_the_released_checksums_did() -> None:
+    for step in load_steps():
+        for statement in step.statements:
+            assert normalise_statement(statement) == normalised_char_by_char(statement)
+
+
 def test_checksum_covers_every_statement_in_order_and_quoted_text() -> None:
     original = statements_checksum(("CREATE TABLE a (x TEXT DEFAULT 'a b')", "DROP TABLE c"))
     assert re.fullmatch(rf"{re.escape(CHECKSUM_PREFIX)}[0-9a-f]{{64}}", original)
@@ -857,3 +910,13 @@ def test_a_full_disk_during_the_upgrade_itself_is_said_plainly(
     assert "nothing was changed" in message and "backup is kept" in message
     assert "no transaction is active" not in message
     assert v1_paths.database.read_bytes() == before
+
+
+def test_the_shipped_step_files_are_listed_as_the_package_resources_list_them() -> None:
+    from importlib import resources
+
+    listed = sorted(runner._package_file_names("migrations"))
+    assert listed == sorted(entry.name for entry in resources.files("migrations").iterdir())
+    assert [step.module for step in load_steps()] == sorted(
+        f"migrations.{name.removesuffix('.py')}" for name in listed if runner.STEP_FILE.match(name)
+    )
