@@ -9,7 +9,6 @@ updates (which contacts the sources) on a thread of its own (``gui.updates``).
 
 from __future__ import annotations
 
-import gc
 import platform
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -50,7 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from cli import desktop_entry
-from gui import colors, messages
+from gui import colors, messages, warm_up
 from gui.activity_view import ActivityView
 from gui.details_pane import DetailsPane
 from gui.extensions_model import (
@@ -108,20 +107,6 @@ DROP_HIGHLIGHT = (
     "QFrame#dropArea { border: 2px dashed palette(highlight); "
     "background-color: palette(alternate-base); }"
 )
-
-
-def keep_launch_objects_out_of_collections() -> None:
-    """What was made to open the window (modules, widgets, the list of extensions) lives as
-    long as the process. Frozen out of the garbage collector's reach once, a full collection no
-    longer walks it: that walk took 20 to 100 ms at ten thousand extensions, on whichever
-    thread happened to allocate, the GUI thread's or a worker's holding the interpreter."""
-    global _launch_objects_frozen
-    if not _launch_objects_frozen:
-        _launch_objects_frozen = True
-        gc.freeze()
-
-
-_launch_objects_frozen = False
 
 
 def local_paths(urls: list[PySide6.QtCore.QUrl]) -> list[Path]:
@@ -1207,5 +1192,5 @@ class MainWindow(QMainWindow):
         super().paintEvent(event)
         if not self._painted:
             self._painted = True
-            keep_launch_objects_out_of_collections()
+            warm_up.after_first_paint()
             self.first_painted.emit()
