@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,6 +186,9 @@ def _refresh(what: str, program: str, *args: str) -> str | None:
     found = shutil.which(program)
     if found is None:
         return None
+    # Imported here: the window imports this module at launch (for SUPPORTED), not to run tools.
+    import subprocess
+
     try:
         result = subprocess.run(
             [found, *args],
