@@ -45,8 +45,6 @@ from PySide6.QtWidgets import (
 
 from gui import colors
 from gui.activity_view import change_words
-from gui.batch_dialog import BatchChoice, BatchDialog
-from gui.confirm_dialog import ConfirmDialog
 from gui.workers import WorkerPool
 from registry.errors import RegistryError
 from registry.installer import CancelToken, Installer, InstallPlan
@@ -55,6 +53,9 @@ from registry.store import InnerOffer, OperationRecord, Registry, process_is_ali
 from registry.vocabulary import OperationKind, OperationStatus, kind_of
 
 if TYPE_CHECKING:
+    # The dialogs are imported when the first one is shown, not at launch.
+    from gui.batch_dialog import BatchChoice, BatchDialog
+    from gui.confirm_dialog import ConfirmDialog
     from registry.sources import ExtensionUpdates
 
 log = logging.getLogger(__name__)
@@ -811,6 +812,8 @@ class InstallPanel(QWidget):
 
     def _confirm_next(self) -> None:
         """Show one confirmation at a time; plans that arrive meanwhile wait their turn."""
+        from gui.confirm_dialog import ConfirmDialog
+
         if self.confirming is not None or self._closed:
             return
         while self._confirm_queue:
@@ -843,6 +846,9 @@ class InstallPanel(QWidget):
     def _confirm_batch(self, pending: PendingBatch) -> bool:
         """Show the one dialog for a drop's files; False when none is left to ask about (each
         cancelled from its row meanwhile)."""
+        from gui.batch_dialog import BatchChoice, BatchDialog
+        from gui.confirm_dialog import ConfirmDialog
+
         for operation in [op for op in pending.operations if self._is_cancelled(op)]:
             pending.operations.remove(operation)
             self._answer(operation, accepted=False)
