@@ -7,7 +7,6 @@ The pane only shows a record and says which button was pressed; the window runs 
 from __future__ import annotations
 
 import re
-from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -245,6 +244,9 @@ class DetailsPane(QWidget):
         self.author_label.setText(record.author or "Not given")
         self.license_label.setText(record.license or "Not given")
         if record.homepage:
+            # html (and its table of entities) is not needed before the first paint.
+            from html import escape
+
             url = escape(record.homepage, quote=True)
             self.homepage_label.setText(f'<a href="{url}">{escape(record.homepage)}</a>')
         else:
