@@ -41,3 +41,15 @@ def test_the_window_needs_no_network_module_until_it_listens() -> None:
     modules = imported_after("import gui.app")
     assert "PySide6.QtNetwork" not in modules
     assert "cli.commands" not in modules
+
+
+def test_the_version_is_known_without_reading_package_metadata() -> None:
+    modules = imported_after("import main")
+    assert not {"importlib.metadata", "tomllib", "email"} & modules
+
+
+def test_the_window_imports_its_dialogs_and_tools_only_when_used() -> None:
+    """The confirmation and batch dialogs (and html, which they use) come with the first one
+    shown or the warm-up after the first paint; subprocess with the menu's cache refresh."""
+    modules = imported_after("import gui.app")
+    assert not {"gui.batch_dialog", "gui.confirm_dialog", "html", "subprocess"} & modules
