@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
         # While every extension is being read on a worker: the ids changed meanwhile.
         self._changed_while_reading: set[str] | None = None
         self._list_reads = 0
+        self._every_extension_after_paint = False
         self.setWindowTitle("Extension Manager")
         self.setObjectName("MainWindow")
         self.setAcceptDrops(True)
@@ -484,7 +485,10 @@ class MainWindow(QMainWindow):
             extensions = self.registry.list_extension_summaries(limit=FIRST_PAGE)
         self.extensions_model.set_records(extensions)
         if len(extensions) >= FIRST_PAGE:
-            self._read_every_extension(selected)
+            if self._painted:
+                self._read_every_extension(selected)
+            else:
+                self._every_extension_after_paint = True
         self._show_list(selected)
         self.activity_view.refresh()
 
@@ -496,6 +500,12 @@ class MainWindow(QMainWindow):
         # changed selection here (one read of the full record either way, not two).
         if selected is None or not self.select_extension(selected):
             self._show_details(self.selected_record())
+
+    def _after_first_paint(self) -> None:
+        if self._every_extension_after_paint:
+            self._every_extension_after_paint = False
+            self._read_every_extension(self.selected_extension_id())
+        warm_up.after_first_paint()
 
     def _read_every_extension(self, selected: str | None) -> None:
         """Read and sort every extension on a worker (half a second at a hundred thousand),
@@ -1192,5 +1202,8 @@ class MainWindow(QMainWindow):
         super().paintEvent(event)
         if not self._painted:
             self._painted = True
-            warm_up.after_first_paint()
+            # After the paint and what waits for it (a launch reports it is ready): the rest of
+            # the list and the warm-up hold the interpreter a while, and nothing on screen
+            # should wait for them.
+            QTimer.singleShot(0, self._after_first_paint)
             self.first_painted.emit()

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 AFTER_THE_FIRST_PAINT = """
-import gc, json, sys, threading
+import gc, json, sys, threading, time
 from pathlib import Path
 from gui.app import ensure_application
 from gui.main_window import MainWindow
@@ -24,9 +24,14 @@ registry = open_registry(Path(sys.argv[1]))
 missing_before = [name for name in warm_up.MODULES if name not in sys.modules]
 window = MainWindow(registry)
 window.show()
-while not window._painted:
+def warm_up_thread():
+    return next((t for t in threading.enumerate() if t.name == "warm-up"), None)
+
+# The warm-up starts on the event loop's next turn after the first paint.
+deadline = time.monotonic() + 60
+while not warm_up._started.is_set() and time.monotonic() < deadline:
     app.processEvents()
-[thread] = [t for t in threading.enumerate() if t.name == "warm-up"] or [None]
+thread = warm_up_thread()
 if thread is not None:
     thread.join(60)
 print(json.dumps({
