@@ -37,6 +37,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# PySide6 6.12 on Python 3.11 (where None is not yet immortal) drops one reference to None at
+# every call of a Qt method that returns nothing. The app gains references faster than that
+# loses them, but these measuring loops mostly wait in the event loop and could bring None's
+# count to zero (a crash of the interpreter). A million references keep it far from zero; the
+# script ends with os._exit, so they are never released either.
+NONE_RESERVE = (None,) * 1_000_000
 sys.path.insert(0, str(REPO_ROOT))
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer  # noqa: E402
