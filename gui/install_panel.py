@@ -565,7 +565,9 @@ class InstallPanel(QWidget):
         if self._closed:
             self.pool.start(lambda: self.installer.decline(install_id), registry=self.registry)
             return False
-        self.poll()
+        # This row's record only: the others are polled on the timer (a drop of twenty files
+        # would otherwise read and show all of them twenty times over).
+        self._poll_ids({install_id: operation})
         self._active_timer.start()
         return True
 
@@ -641,6 +643,11 @@ class InstallPanel(QWidget):
         if not watched:
             self._active_timer.stop()
             return
+        self._poll_ids(watched)
+        if not any(op.install_id is not None and not op.final for op in self.operations):
+            self._active_timer.stop()
+
+    def _poll_ids(self, watched: dict[int, Operation]) -> None:
         try:
             records = self.registry.get_operations(watched)
         except RegistryError as error:
@@ -651,8 +658,6 @@ class InstallPanel(QWidget):
             record = records.get(install_id)
             if record is not None:
                 self._apply(operation, record)
-        if not any(op.install_id is not None and not op.final for op in self.operations):
-            self._active_timer.stop()
 
     def scan_external(self) -> None:
         """Add rows for active operations this window did not start (e.g. the command line)."""
@@ -724,6 +729,8 @@ class InstallPanel(QWidget):
         return True
 
     def _apply(self, operation: Operation, record: OperationRecord) -> None:
+        if record == operation.record:
+            return  # polled again, nothing changed: twenty rows sixteen times a second
         operation.record = record
         if record.extension_id and operation.extension_id != record.extension_id:
             operation.extension_id = record.extension_id
@@ -747,10 +754,10 @@ class InstallPanel(QWidget):
 
     def _installed_name(self, extension_id: str) -> str | None:
         try:
-            installed = self.registry.get_extension(extension_id)
+            installed = self.registry.extension_summaries([extension_id])
         except RegistryError:
             return None
-        return installed.name if installed is not None else None
+        return installed[0].name if installed else None
 
     # -- user actions ----------------------------------------------------------------------------
 
