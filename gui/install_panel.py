@@ -64,9 +64,9 @@ ACTIVE_POLL_MS = 60
 # The panel grows with its rows up to this height, then scrolls.
 MAX_ROWS_HEIGHT = 230
 EXTERNAL_SCAN_MS = 500
-# Rows of a drop made per event-loop turn: each costs about a millisecond to build and as much
-# to lay out and paint, and a frame is 16.
-ROWS_PER_TURN = 4
+# Rows of a drop made per event-loop turn: in the window each costs 3 to 4 ms to build and to
+# start planning (measured), and a frame is 16.
+ROWS_PER_TURN = 2
 # A success or a cancel needs no action: its row goes away by itself after a moment. A failure
 # stays until dismissed.
 COMPLETED_ROW_LINGER_MS = 4000
