@@ -155,9 +155,13 @@ def until_ready(command: list[str]) -> float:
         assert child.stdout is not None
         line = child.stdout.readline()
         elapsed = time.perf_counter() - started
-        child.communicate()
+        _rest, errors = child.communicate()
     if child.returncode != 0 or not line.startswith("ready in"):
-        raise RuntimeError(f"{command} did not become ready: {line!r}")
+        said = [text for text in errors.splitlines() if "propagateSizeHints" not in text]
+        raise RuntimeError(
+            f"{command} did not become ready (exit {child.returncode}): {line!r}; "
+            f"it said: {' | '.join(said[-8:])}"
+        )
     return elapsed
 
 
@@ -623,10 +627,18 @@ def main() -> int:
             "download": lambda: bench_download(work, runs, size),
             "big_install": lambda: bench_big_install(work, args.quick),
         }
+        failed: list[str] = []
         for group, bench in benches.items():
             if group not in groups:
                 continue
-            for result in bench():
+            try:
+                measured = bench()
+            except (RuntimeError, subprocess.CalledProcessError) as error:
+                # One measurement that went wrong is reported; the others still run.
+                Progress.say(f"{group}: FAILED: {error}")
+                failed.append(group)
+                continue
+            for result in measured:
                 verdict = {True: "met", False: "MISSED", None: "no target"}[result.met]
                 Progress.say(
                     f"{result.name}: {result.measured:.1f} {result.unit} vs {result.floor:.1f} "
@@ -636,13 +648,15 @@ def main() -> int:
                     print(json.dumps(result.as_json(), ensure_ascii=False), flush=True)
                 results.append(result)
     machine = readme_table.machine_line(load_start, os.getloadavg(), started, quick=args.quick)
+    if failed:
+        machine += f" Not measured in this run (it failed; see its output): {', '.join(failed)}."
     if not args.json:
         print(f"\n{machine}\n")
         print(readme_table.render([r.as_json() for r in results]))
     if args.write_readme:
         readme_table.write(REPO_ROOT / "README.md", [r.as_json() for r in results], machine)
         Progress.say("README.md: the Performance table now shows this run")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
