@@ -61,11 +61,14 @@ class IconCache:
             self._icons[key] = icon
         return icon
 
-    def forget_others(self, records: list[ExtensionSummary]) -> None:
-        if not self._icons:
-            return
-        keep = {(record.id, record.updated_at) for record in records}
-        self._icons = {key: icon for key, icon in self._icons.items() if key in keep}
+    def forget_others(self, records: Mapping[str, ExtensionSummary]) -> None:
+        """Keep only the icons of these extensions' versions (one look per icon kept, not per
+        extension: the cache holds what was painted, the list may hold a hundred thousand)."""
+        self._icons = {
+            key: icon
+            for key, icon in self._icons.items()
+            if (record := records.get(key[0])) is not None and record.updated_at == key[1]
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class ExtensionsModel(RecordTableModel):
         self.beginResetModel()
         self._recent_filters.clear()
         self._all = arrangement.by_id
-        self.icons.forget_others(arrangement.ordered)
+        self.icons.forget_others(arrangement.by_id)
         self._ordered, self._ordered_text = arrangement.ordered, arrangement.texts
         self._rows, self._rows_text = self._shown()
         self.endResetModel()

@@ -261,6 +261,8 @@ class RequirementsRow:
 
 
 SUMMARY_COLUMNS = ", ".join(ExtensionSummary._fields)
+# Rows read and converted per call when every extension is read (a few milliseconds each).
+SUMMARY_CHUNK = 2000
 OPERATION_COLUMNS = ", ".join(OperationRecord.__slots__)
 
 
@@ -1070,14 +1072,22 @@ class Registry:
         peewee's per-field conversion, which dominates the window's opening time at ten
         thousand rows."""
         if limit is None:
-            rows = self.fetch_all(f"SELECT {SUMMARY_COLUMNS} FROM extensions")
-        else:
-            rows = self.fetch_all(
-                f"SELECT {SUMMARY_COLUMNS} FROM extensions ORDER BY name COLLATE NOCASE, id "
-                "LIMIT ?",
-                (limit,),
-            )
+            return self._summaries_in_chunks(f"SELECT {SUMMARY_COLUMNS} FROM extensions")
+        rows = self.fetch_all(
+            f"SELECT {SUMMARY_COLUMNS} FROM extensions ORDER BY name COLLATE NOCASE, id LIMIT ?",
+            (limit,),
+        )
         return list(map(ExtensionSummary._make, rows))
+
+    def _summaries_in_chunks(self, sql: str) -> list[ExtensionSummary]:
+        """Rows read a few thousand at a time: reading and converting a hundred thousand in
+        one call holds Python's interpreter lock for a quarter of a second, so the window's
+        thread (this runs on a worker) could not paint meanwhile."""
+        cursor = self.database.execute_sql(sql)
+        summaries: list[ExtensionSummary] = []
+        while rows := cursor.fetchmany(SUMMARY_CHUNK):
+            summaries.extend(map(ExtensionSummary._make, rows))
+        return summaries
 
     @_translate_errors
     def extension_summaries(self, extension_ids: Iterable[str]) -> list[ExtensionSummary]:
