@@ -49,7 +49,12 @@ def test_damage_after_a_clean_close_is_still_found(paths: DataPaths) -> None:
     data[page_size * 2 : page_size * 3] = b"\x07" * page_size  # scribble over a table page
     # File times move with the kernel's coarse clock (a few milliseconds a tick): a write in
     # the very tick of the close could leave them as recorded, which nothing but a test does.
-    time.sleep(0.02)
+    # Wait until a file touched now gets a later change time than the closed registry.
+    closed = paths.database.stat().st_ctime_ns
+    probe = paths.root / "clock-probe"
+    probe.touch()
+    while probe.stat().st_ctime_ns <= closed:
+        probe.touch()
     with paths.database.open("r+b") as handle:  # the same file, the same size
         handle.write(bytes(data))
     assert verified.check_needed(paths.database)
