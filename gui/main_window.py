@@ -493,8 +493,7 @@ class MainWindow(QMainWindow):
         self.activity_view.refresh()
 
     def _show_list(self, selected: str | None) -> None:
-        has_rows = self.extensions_model.total_count() > 0
-        self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
+        self._show_table_or_empty_state()
         self.data_dir_label.setText(f"Data: {self.registry.paths.root}")
         # Re-selecting updates the details through selectionChanged; otherwise show the empty or
         # changed selection here (one read of the full record either way, not two).
@@ -506,6 +505,10 @@ class MainWindow(QMainWindow):
             self._every_extension_after_paint = False
             self._read_every_extension(self.selected_extension_id())
         warm_up.after_first_paint()
+
+    def _show_table_or_empty_state(self) -> None:
+        has_rows = self.extensions_model.total_count() > 0
+        self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
 
     def _read_every_extension(self, selected: str | None) -> None:
         """Read and sort every extension on a worker (half a second at a hundred thousand),
@@ -549,8 +552,7 @@ class MainWindow(QMainWindow):
             changed = self.registry.extension_summaries(ids)
             removed = ids - {record.id for record in changed}
             self.extensions_model.update_records(changed, removed)
-            has_rows = self.extensions_model.total_count() > 0
-            self.list_stack.setCurrentWidget(self.table if has_rows else self.empty_label)
+            self._show_table_or_empty_state()
             selected = self.selected_extension_id()
             shown = self.details.record
             if selected in ids or (shown is not None and shown.id in ids) or selected is None:
